@@ -1,0 +1,147 @@
+"""File-based evaluation: a drop-in for panopticapi's ``pq_compute``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ._image import compute_image_stats, parse_segments
+from .errors import PanopticEvalError
+from .formats import read_id_png, read_json, resolve_in_folder
+from .quality import PanopticQuality, parse_categories
+
+
+def _default_folder(json_file: str | os.PathLike) -> str:
+    # panopticapi: json_file.replace('.json', '')
+    return str(json_file).replace(".json", "")
+
+
+def _annotations(data: Any, *, what: str, path: Any) -> list[Mapping]:
+    if not isinstance(data, Mapping) or not isinstance(data.get("annotations"), list):
+        raise PanopticEvalError(f"{what} {path}: missing the 'annotations' list")
+    anns = data["annotations"]
+    seen: set = set()
+    for k, ann in enumerate(anns):
+        if not isinstance(ann, Mapping):
+            raise PanopticEvalError(f"{what} {path}: annotations[{k}] must be an object")
+        for key in ("image_id", "file_name", "segments_info"):
+            if key not in ann:
+                raise PanopticEvalError(f"{what} {path}: annotations[{k}] has no {key!r}")
+        image_id = ann["image_id"]
+        if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
+            raise PanopticEvalError(f"{what} {path}: annotations[{k}] image_id must be an int or string")
+        if image_id in seen:
+            raise PanopticEvalError(f"{what} {path}: duplicate image_id {image_id!r}")
+        seen.add(image_id)
+    return anns
+
+
+def evaluate(
+    gt_json_file: str | os.PathLike,
+    pred_json_file: str | os.PathLike,
+    gt_folder: str | os.PathLike | None = None,
+    pred_folder: str | os.PathLike | None = None,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PanopticQuality:
+    """Evaluate COCO panoptic files; returns the filled :class:`PanopticQuality`.
+
+    Per-image statistics are kept, so :meth:`~PanopticQuality.per_image`,
+    :meth:`~PanopticQuality.bootstrap` and :meth:`~PanopticQuality.compute_pq_dagger` work on it.
+
+    Args:
+        gt_json_file, pred_json_file: COCO panoptic JSON files.
+        gt_folder, pred_folder: PNG folders; default to the JSON path without ``.json``,
+            as panopticapi does.
+        workers: threads decoding and counting images in parallel (default: CPU count).
+            Results do not depend on it: per-image statistics are summed in GT order.
+        progress: called as ``progress(done, total)`` after each image.
+
+    Raises:
+        PanopticEvalError: on any bad input, naming the file and image.
+    """
+    gt_json = read_json(gt_json_file, what="GT JSON")
+    pred_json = read_json(pred_json_file, what="prediction JSON")
+    gt_folder = _default_folder(gt_json_file) if gt_folder is None else gt_folder
+    pred_folder = _default_folder(pred_json_file) if pred_folder is None else pred_folder
+    for what, folder in (("GT", gt_folder), ("prediction", pred_folder)):
+        if not os.path.isdir(folder):
+            raise PanopticEvalError(f"{what} folder {folder} does not exist")
+    if not isinstance(gt_json, Mapping) or "categories" not in gt_json:
+        raise PanopticEvalError(f"GT JSON {gt_json_file}: missing the 'categories' list")
+    categories = parse_categories(gt_json["categories"], where=f"GT JSON {gt_json_file}: categories")
+    metric = PanopticQuality([{"id": c.id, "name": c.name, "isthing": c.isthing} for c in categories],
+                             keep_per_image=True, sync_dist=False)
+    gt_anns = _annotations(gt_json, what="GT JSON", path=gt_json_file)
+    pred_by_image = {a["image_id"]: a for a in _annotations(pred_json, what="prediction JSON", path=pred_json_file)}
+    pairs = []
+    for gt_ann in gt_anns:
+        pred_ann = pred_by_image.get(gt_ann["image_id"])
+        if pred_ann is None:
+            raise PanopticEvalError(
+                f"image_id {gt_ann['image_id']!r}: no prediction in {pred_json_file}"
+            )
+        pairs.append((gt_ann, pred_ann))
+
+    cat_index = metric._cat_index
+    is_thing = metric._is_thing
+
+    def one_image(pair: tuple[Mapping, Mapping]) -> np.ndarray:
+        gt_ann, pred_ann = pair
+        where = f"image_id {gt_ann['image_id']!r}"
+        gt_where, pred_where = f"{where} (GT {gt_json_file})", f"{where} (prediction {pred_json_file})"
+        gt_path = resolve_in_folder(gt_folder, gt_ann["file_name"], where=gt_where)
+        pred_path = resolve_in_folder(pred_folder, pred_ann["file_name"], where=pred_where)
+        gt = parse_segments(gt_ann["segments_info"], cat_index, where=gt_where, is_gt=True, strict=True)
+        pred = parse_segments(pred_ann["segments_info"], cat_index, where=pred_where, is_gt=False, strict=True)
+        gt_ids = read_id_png(gt_path, image_label=f"{where} (GT)")
+        pred_ids = read_id_png(pred_path, image_label=f"{where} (prediction)")
+        if gt_ids.shape != pred_ids.shape:
+            raise PanopticEvalError(
+                f"{where}: prediction PNG {pred_path} is {pred_ids.shape[1]}x{pred_ids.shape[0]} "
+                f"(WxH) but GT PNG {gt_path} is {gt_ids.shape[1]}x{gt_ids.shape[0]}"
+            )
+        return compute_image_stats(gt_ids, gt, pred_ids, pred, is_thing=is_thing, void_id=0,
+                                   where=f"{where} ({pred_path})")
+
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise PanopticEvalError(f"workers must be a positive integer, got {workers!r}")
+    workers = min(workers, max(1, len(pairs)))
+    if workers == 1:
+        results = map(one_image, pairs)
+        for done, (pair, stats) in enumerate(zip(pairs, results), 1):
+            metric.add_image_stats(stats, image_id=pair[0]["image_id"])
+            if progress:
+                progress(done, len(pairs))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for done, (pair, stats) in enumerate(zip(pairs, pool.map(one_image, pairs)), 1):
+                metric.add_image_stats(stats, image_id=pair[0]["image_id"])
+                if progress:
+                    progress(done, len(pairs))
+    return metric
+
+
+def pq_compute(
+    gt_json_file: str | os.PathLike,
+    pred_json_file: str | os.PathLike,
+    gt_folder: str | os.PathLike | None = None,
+    pred_folder: str | os.PathLike | None = None,
+    *,
+    workers: int | None = None,
+) -> dict:
+    """Drop-in for panopticapi's ``pq_compute``: same arguments, return structure and numbers.
+
+    Returns:
+        ``{"All"|"Things"|"Stuff": {"pq", "sq", "rq", "n"}, "per_class": {cat_id: {"pq", "sq", "rq"}}}``,
+        fractions in 0..1. Where a group has no category with TP + FP + FN > 0 (panopticapi
+        raises ZeroDivisionError), its pq, sq and rq are 0.0 and n is 0.
+    """
+    return evaluate(gt_json_file, pred_json_file, gt_folder, pred_folder, workers=workers).compute()

@@ -1,0 +1,302 @@
+"""Streaming Panoptic Quality for training and evaluation loops."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._confusion import TABLE_LIMIT, check_id_map, is_torch_tensor
+from ._image import compute_image_stats, parse_segments
+from ._matching import N_STATS, Segments
+from .errors import PanopticEvalError
+from .metrics import Category, bootstrap_ci, per_image_pq, summarize, summarize_pq_dagger
+
+
+def parse_categories(categories: Any, *, where: str = "categories") -> list[Category]:
+    """COCO category dicts (a list, or a dict keyed by id) -> :class:`Category` list.
+
+    Each needs ``id`` and ``isthing`` (0/1 or bool); ``name`` is optional.
+    """
+    if isinstance(categories, Mapping):
+        categories = list(categories.values())
+    if not isinstance(categories, Sequence) or isinstance(categories, (str, bytes)):
+        raise PanopticEvalError(f"{where}: expected a list of category objects")
+    out: list[Category] = []
+    seen: set[int] = set()
+    for k, cat in enumerate(categories):
+        if not isinstance(cat, Mapping) or "id" not in cat or "isthing" not in cat:
+            raise PanopticEvalError(f"{where}[{k}]: a category needs 'id' and 'isthing', got {cat!r}")
+        cid = cat["id"]
+        if isinstance(cid, bool) or not isinstance(cid, (int, np.integer)):
+            raise PanopticEvalError(f"{where}[{k}]: category id must be an integer, got {cid!r}")
+        if int(cid) in seen:
+            raise PanopticEvalError(f"{where}: duplicate category id {cid}")
+        if cat["isthing"] not in (0, 1, True, False):
+            raise PanopticEvalError(f"{where}[{k}]: isthing must be 0 or 1, got {cat['isthing']!r}")
+        seen.add(int(cid))
+        out.append(Category(id=int(cid), name=str(cat.get("name", cid)), isthing=bool(cat["isthing"])))
+    return out
+
+
+class PanopticQuality:
+    """Accumulates PQ statistics image by image; O(number of categories) state.
+
+    Example::
+
+        metric = PanopticQuality(categories)          # COCO category dicts
+        for batch in loader:
+            metric.update(gt_ids, gt_segments, pred_ids, pred_segments)
+        metric.compute()["All"]["pq"]
+
+    Each ``update`` gives exactly the statistics panopticapi computes for that image
+    (see :mod:`panoptic_eval._matching`), so the result equals ``pq_compute`` on the same data.
+    Under ``torch.distributed`` :meth:`compute` sums the statistics of all ranks (a collective:
+    every rank must call it).
+
+    Args:
+        categories: COCO category dicts with ``id`` and ``isthing`` (order defines the order
+            of the per-class averages, as the GT JSON does for panopticapi).
+        keep_per_image: also keep each image's statistics (6 x C floats per image) for
+            :meth:`per_image` and :meth:`bootstrap`.
+        sync_dist: all-reduce over the default process group in :meth:`compute` when one is
+            initialised.
+    """
+
+    def __init__(self, categories: Any, *, keep_per_image: bool = False, sync_dist: bool = True) -> None:
+        self.categories = parse_categories(categories)
+        self._cat_index = {c.id: k for k, c in enumerate(self.categories)}
+        self._is_thing = np.array([c.isthing for c in self.categories], dtype=bool)
+        self.keep_per_image = keep_per_image
+        self.sync_dist = sync_dist
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every image seen so far."""
+        self._stats = np.zeros((N_STATS, len(self.categories)), dtype=np.float64)
+        self._image_stats: list[np.ndarray] = []
+        self._image_ids: list[Any] = []
+        self.num_images = 0
+
+    # ------------------------------------------------------------------ updates
+    def update(
+        self,
+        gt_ids: Any,
+        gt_segments_info: Sequence[Mapping[str, Any]],
+        pred_ids: Any,
+        pred_segments_info: Sequence[Mapping[str, Any]],
+        *,
+        image_id: Any = None,
+    ) -> None:
+        """Add one image given its id maps and COCO ``segments_info`` lists.
+
+        Args:
+            gt_ids (ndarray or Tensor[H, W], integer): GT segment ids; 0 is VOID.
+            gt_segments_info: dicts with ``id``, ``category_id``, optional ``iscrowd`` (default
+                0) and ``area`` (used when every segment has one, as panopticapi uses the JSON
+                area; otherwise the pixel count).
+            pred_ids (same kind and shape as ``gt_ids``): predicted ids; 0 pixels are VOID.
+            pred_segments_info: dicts with ``id`` and ``category_id``.
+            image_id: label for error messages and :meth:`per_image`.
+
+        Torch tensors are counted on their device; only a small matrix is copied to the host.
+        """
+        where = f"image {image_id if image_id is not None else self.num_images}"
+        gt_ids = check_id_map(gt_ids, name=f"{where}: gt_ids")
+        pred_ids = check_id_map(pred_ids, name=f"{where}: pred_ids")
+        gt = parse_segments(gt_segments_info, self._cat_index, where=f"{where} (GT)", is_gt=True, strict=False)
+        pred = parse_segments(pred_segments_info, self._cat_index, where=f"{where} (prediction)",
+                              is_gt=False, strict=False)
+        stats = compute_image_stats(gt_ids, gt, pred_ids, pred, is_thing=self._is_thing, void_id=0, where=where)
+        self.add_image_stats(stats, image_id=image_id)
+
+    def update_label_divisor(
+        self,
+        gt_labels: Any,
+        pred_labels: Any,
+        *,
+        label_divisor: int,
+        void_label: int = -1,
+        thing_instance_zero_is_crowd: bool = True,
+        image_id: Any = None,
+    ) -> None:
+        """Add one image given label-divisor encoded maps (Panoptic-DeepLab, Cityscapes style).
+
+        Every pixel holds ``category_id * label_divisor + instance`` or ``void_label``. Each
+        distinct value is one segment; stuff categories normally use instance 0. With
+        ``thing_instance_zero_is_crowd``, GT pixels of a thing category with instance 0 form
+        that category's crowd region (as cityscapesScripts' conversion makes thing pixels
+        without an instance id ``iscrowd=1``); predicted segments are never crowd. Areas are
+        pixel counts.
+
+        Args:
+            gt_labels, pred_labels (ndarray or Tensor[H, W], integer): encoded maps.
+            label_divisor: e.g. 1000 (Cityscapes) or 256 * 256.
+            void_label: the value of VOID pixels (e.g. -1, or ``255 * label_divisor``).
+        """
+        where = f"image {image_id if image_id is not None else self.num_images}"
+        if isinstance(label_divisor, bool) or not isinstance(label_divisor, (int, np.integer)) or label_divisor < 1:
+            raise PanopticEvalError(f"label_divisor must be a positive integer, got {label_divisor!r}")
+        gt_labels = check_id_map(gt_labels, name=f"{where}: gt_labels", allow_negative=True)
+        pred_labels = check_id_map(pred_labels, name=f"{where}: pred_labels", allow_negative=True)
+        shift = max(0, -int(void_label))
+        void_id = int(void_label) + shift
+        gt_map, gt_values, gt_counts = _shifted_values(gt_labels, shift, void_label, name=f"{where}: gt_labels")
+        pred_map, pred_values, _ = _shifted_values(pred_labels, shift, void_label, name=f"{where}: pred_labels")
+        gt = self._label_segments(gt_values - shift, void_id - shift, label_divisor,
+                                  crowd=thing_instance_zero_is_crowd, where=f"{where} (GT)")
+        pred = self._label_segments(pred_values - shift, void_id - shift, label_divisor,
+                                    crowd=False, where=f"{where} (prediction)")
+        keep_gt = gt_values != void_id
+        gt = Segments(ids=gt_values[keep_gt], category=gt.category, iscrowd=gt.iscrowd, area=gt_counts[keep_gt])
+        pred = Segments(ids=pred_values[pred_values != void_id], category=pred.category, iscrowd=pred.iscrowd)
+        stats = compute_image_stats(gt_map, gt, pred_map, pred, is_thing=self._is_thing, void_id=void_id, where=where)
+        self.add_image_stats(stats, image_id=image_id)
+
+    def _label_segments(
+        self, values: np.ndarray, void_label: int, divisor: int, *, crowd: bool, where: str
+    ) -> Segments:
+        values = values[values != void_label]
+        cats = values // divisor
+        category = np.empty(len(values), dtype=np.int64)
+        for k, (value, cat) in enumerate(zip(values.tolist(), cats.tolist())):
+            if cat not in self._cat_index:
+                raise PanopticEvalError(
+                    f"{where}: label {value} has unknown category {cat} (label_divisor {divisor})"
+                )
+            category[k] = self._cat_index[cat]
+        iscrowd = (values % divisor == 0) & self._is_thing[category] if crowd else np.zeros(len(values), bool)
+        return Segments(ids=values, category=category, iscrowd=iscrowd)
+
+    def add_image_stats(self, stats: np.ndarray, *, image_id: Any = None) -> None:
+        """Add precomputed per-image statistics (float64[6, C]), e.g. from worker processes."""
+        stats = np.asarray(stats, dtype=np.float64)
+        if stats.shape != self._stats.shape:
+            raise PanopticEvalError(f"image statistics must have shape {self._stats.shape}, got {stats.shape}")
+        self._stats += stats
+        if self.keep_per_image:
+            self._image_stats.append(stats)
+            self._image_ids.append(image_id if image_id is not None else self.num_images)
+        self.num_images += 1
+
+    def merge(self, other: PanopticQuality) -> PanopticQuality:
+        """Add another accumulator's images to this one (same categories); returns self."""
+        if [(c.id, c.isthing) for c in other.categories] != [(c.id, c.isthing) for c in self.categories]:
+            raise PanopticEvalError("merge: the two accumulators have different categories")
+        self._stats += other._stats
+        if self.keep_per_image:
+            if not other.keep_per_image and other.num_images:
+                raise PanopticEvalError("merge: the other accumulator kept no per-image statistics")
+            self._image_stats.extend(other._image_stats)
+            self._image_ids.extend(other._image_ids)
+        self.num_images += other.num_images
+        return self
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Plain, picklable state (for checkpoints or gathering)."""
+        return {
+            "categories": [(c.id, c.name, c.isthing) for c in self.categories],
+            "stats": self._stats.copy(),
+            "num_images": self.num_images,
+            "image_stats": [s.copy() for s in self._image_stats],
+            "image_ids": list(self._image_ids),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if [next(iter(c)) for c in state["categories"]] != [c.id for c in self.categories]:
+            raise PanopticEvalError("load_state_dict: the state was saved with other categories")
+        self._stats = np.asarray(state["stats"], dtype=np.float64).copy()
+        self.num_images = int(state["num_images"])
+        self._image_stats = [np.asarray(s, dtype=np.float64) for s in state["image_stats"]]
+        self._image_ids = list(state["image_ids"])
+
+    @property
+    def stats(self) -> np.ndarray:
+        """float64[6, C]: summed IoU, TP, FP, FN, PQ-dagger IoU, PQ-dagger GT count per category."""
+        return self._stats
+
+    def _global_stats(self) -> np.ndarray:
+        dist = _initialised_dist() if self.sync_dist else None
+        if dist is None:
+            return self._stats
+        import torch
+
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        tensor = torch.from_numpy(self._stats.copy()).to(device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor.cpu().numpy()
+
+    def _global_images(self) -> tuple[np.ndarray, list]:
+        if not self.keep_per_image:
+            raise PanopticEvalError("per-image results need PanopticQuality(..., keep_per_image=True)")
+        stats, ids = list(self._image_stats), list(self._image_ids)
+        dist = _initialised_dist() if self.sync_dist else None
+        if dist is not None:
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, (stats, ids))
+            stats = [s for part in gathered for s in part[0]]
+            ids = [i for part in gathered for i in part[1]]
+        array = np.stack(stats) if stats else np.zeros((0, N_STATS, len(self.categories)))
+        return array, ids
+
+    # ------------------------------------------------------------------ results
+    def compute(self) -> dict:
+        """``{"All"|"Things"|"Stuff": {"pq","sq","rq","n"}, "per_class": {cat_id: {"pq","sq","rq"}}}``."""
+        return summarize(self._global_stats(), self.categories)
+
+    def compute_pq_dagger(self) -> dict:
+        """PQ-dagger; see :func:`panoptic_eval.metrics.summarize_pq_dagger`."""
+        return summarize_pq_dagger(self._global_stats(), self.categories)
+
+    def per_image(self) -> list[dict]:
+        """Per-image PQ, worst first; needs ``keep_per_image=True``."""
+        stats, ids = self._global_images()
+        return per_image_pq(stats, ids, self.categories)
+
+    def bootstrap(self, samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+        """Bootstrap confidence intervals over images; needs ``keep_per_image=True``."""
+        stats, _ = self._global_images()
+        return bootstrap_ci(stats, self.categories, samples=samples, confidence=confidence, seed=seed)
+
+
+def _initialised_dist():
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return None
+    if dist.is_available() and dist.is_initialized():
+        return dist
+    return None
+
+
+def _shifted_values(labels: Any, shift: int, void_label: int, *, name: str):
+    """Shift a label map so that every value is >= 0; return (map, distinct values, counts)."""
+    if is_torch_tensor(labels):
+        import torch
+
+        if labels.numel() == 0:
+            return labels, np.zeros(0, np.int64), np.zeros(0, np.int64)
+        lo, hi = (int(v) for v in torch.stack([labels.min().long(), labels.max().long()]).tolist())
+        if lo < 0 and bool(((labels < 0) & (labels != void_label)).any()):
+            raise PanopticEvalError(f"{name}: negative labels other than void_label {void_label}")
+        shifted = labels.long() + shift if shift else labels
+        if hi + shift < TABLE_LIMIT:
+            counts = torch.bincount(shifted.reshape(-1).long(), minlength=1).cpu().numpy()
+            values = np.flatnonzero(counts)
+            return shifted, values.astype(np.int64), counts[values].astype(np.int64)
+        values_t, counts_t = torch.unique(shifted, return_counts=True)
+        return shifted, values_t.cpu().numpy().astype(np.int64), counts_t.cpu().numpy().astype(np.int64)
+    if labels.size == 0:
+        return labels, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 and ((labels < 0) & (labels != void_label)).any():
+        raise PanopticEvalError(f"{name}: negative labels other than void_label {void_label}")
+    shifted = labels.astype(np.int64) + shift if shift else labels
+    if hi + shift < TABLE_LIMIT:
+        counts = np.bincount(shifted.reshape(-1))
+        values = np.flatnonzero(counts)
+        return shifted, values.astype(np.int64), counts[values].astype(np.int64)
+    values, counts = np.unique(shifted, return_counts=True)
+    return shifted, values.astype(np.int64), counts.astype(np.int64)
