@@ -5,10 +5,10 @@ import shutil
 
 import numpy as np
 import pytest
-from panoptic_gen import write_set
 from reference import assert_same_results, reference_pq_compute
 
 from panoptic_eval import PanopticQuality, pq_compute, read_id_png, write_id_png
+from panoptic_eval.testing import write_set
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -1,4 +1,6 @@
-"""Random COCO panoptic sets with the cases PQ rules are about, for parity tests and benchmarks.
+"""Random COCO panoptic GT / prediction sets that exercise every PQ rule.
+
+For testing and benchmarking evaluators (ours, or a user's pipeline against ours).
 
 GT: textured stuff regions, overlapping thing instances, VOID patches, several crowd
 segments per category, tiny segments, ids equal to category ids, listed-but-absent and
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from panoptic_eval import write_id_png
+from .formats import write_id_png
 
 THINGS = [1, 2, 3, 7, 90]
 STUFF = [100, 101, 150, 200]
@@ -177,8 +179,12 @@ def make_pred(rng: np.random.Generator, gt_ids: np.ndarray, gt_info: list[dict])
     return out, [info[i] for i in order]
 
 
-def write_set(root: Path, seed: int, n_images: int, h: int = 40, w: int = 56) -> dict[str, Path]:
-    """Write a GT and a prediction set; returns the JSON and folder paths."""
+def write_set(root: str | Path, seed: int, n_images: int, h: int = 40, w: int = 56) -> dict[str, Path]:
+    """Write a GT and a prediction set under ``root``; returns the JSON and folder paths.
+
+    Every third image is transposed (``w`` x ``h``) so that sizes vary.
+    """
+    root = Path(root)
     rng = np.random.default_rng(seed)
     paths = {
         "gt_json": root / "gt.json", "gt_folder": root / "gt",
