@@ -25,7 +25,7 @@ test: $(STAMP) lint
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m pytest benchmarks -q --benchmark-columns=min,mean,median,rounds
+	$(PY) -m pytest benchmarks -q -p no:randomly --benchmark-columns=min,median,mean,rounds -o python_files="bench_*.py"
 
 demo: $(STAMP)
 	$(PY) examples/evaluate_demo.py

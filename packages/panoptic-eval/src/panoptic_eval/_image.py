@@ -90,11 +90,15 @@ def compute_image_stats(
     is_thing: np.ndarray,
     void_id: int | None,
     where: str,
+    id_mask: int | None = None,
 ) -> np.ndarray:
-    """float64[6, C] PQ statistics of one image; raises on inconsistent predictions."""
-    conf = confusion(gt_ids, gt.ids, pred_ids, pred.ids, void_id)
+    """float64[6, C] PQ statistics of one image; raises on inconsistent predictions.
+
+    ``id_mask``: the maps hold ``id | junk`` and ``value & id_mask`` is the id (packed PNGs).
+    """
+    conf = confusion(gt_ids, gt.ids, pred_ids, pred.ids, void_id, id_mask)
     if conf[:, UNLISTED].any():
-        extra = _unlisted_ids(pred_ids, pred.ids, void_id)
+        extra = _unlisted_ids(pred_ids if id_mask is None else pred_ids & id_mask, pred.ids, void_id)
         raise PanopticEvalError(
             f"{where}: segment id(s) {extra[:10]} are in the prediction PNG but not in its segments_info"
         )

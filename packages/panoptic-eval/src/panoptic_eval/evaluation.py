@@ -11,7 +11,7 @@ import numpy as np
 
 from ._image import compute_image_stats, parse_segments
 from .errors import PanopticEvalError
-from .formats import read_id_png, read_json, resolve_in_folder
+from .formats import ID_MASK, read_json, read_packed_png, resolve_in_folder
 from .quality import PanopticQuality, parse_categories
 
 
@@ -99,15 +99,15 @@ def evaluate(
         pred_path = resolve_in_folder(pred_folder, pred_ann["file_name"], where=pred_where)
         gt = parse_segments(gt_ann["segments_info"], cat_index, where=gt_where, is_gt=True, strict=True)
         pred = parse_segments(pred_ann["segments_info"], cat_index, where=pred_where, is_gt=False, strict=True)
-        gt_ids = read_id_png(gt_path, image_label=f"{where} (GT)")
-        pred_ids = read_id_png(pred_path, image_label=f"{where} (prediction)")
+        gt_ids = read_packed_png(gt_path, image_label=f"{where} (GT)")
+        pred_ids = read_packed_png(pred_path, image_label=f"{where} (prediction)")
         if gt_ids.shape != pred_ids.shape:
             raise PanopticEvalError(
                 f"{where}: prediction PNG {pred_path} is {pred_ids.shape[1]}x{pred_ids.shape[0]} "
                 f"(WxH) but GT PNG {gt_path} is {gt_ids.shape[1]}x{gt_ids.shape[0]}"
             )
         return compute_image_stats(gt_ids, gt, pred_ids, pred, is_thing=is_thing, void_id=0,
-                                   where=f"{where} ({pred_path})")
+                                   where=f"{where} ({pred_path})", id_mask=int(ID_MASK))
 
     if workers is None:
         workers = os.cpu_count() or 1

@@ -49,8 +49,8 @@ def _new_id(rng: np.random.Generator, used: set[int], small: int | None = None) 
             return v
 
 
-def make_gt(rng: np.random.Generator, h: int, w: int):
-    """One GT image: (id map uint32[H, W], segments_info list)."""
+def make_gt(rng: np.random.Generator, h: int, w: int, max_things: int = 8):
+    """One GT image: (id map uint32[H, W], segments_info list) with up to ``max_things`` things."""
     ids = np.zeros((h, w), dtype=np.uint32)
     used: set[int] = set()
     segs: dict[int, dict] = {}
@@ -65,7 +65,7 @@ def make_gt(rng: np.random.Generator, h: int, w: int):
     for _ in range(int(rng.integers(0, 3))):
         y, x = rng.integers(0, h), rng.integers(0, w)
         ids[y : y + int(rng.integers(2, h // 3)), x : x + int(rng.integers(2, w // 3))] = 0
-    for _ in range(int(rng.integers(1, 9))):
+    for _ in range(int(rng.integers(1, max_things + 1))):
         cat = int(rng.choice(THINGS))
         y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
         size = int(rng.choice([1, 2, 4, 8, 16, 32]))
@@ -179,10 +179,14 @@ def make_pred(rng: np.random.Generator, gt_ids: np.ndarray, gt_info: list[dict])
     return out, [info[i] for i in order]
 
 
-def write_set(root: str | Path, seed: int, n_images: int, h: int = 40, w: int = 56) -> dict[str, Path]:
+def write_set(
+    root: str | Path, seed: int, n_images: int, h: int = 40, w: int = 56, upscale: int = 1, max_things: int = 8
+) -> dict[str, Path]:
     """Write a GT and a prediction set under ``root``; returns the JSON and folder paths.
 
-    Every third image is transposed (``w`` x ``h``) so that sizes vary.
+    Every third image is transposed (``w`` x ``h``) so that sizes vary. ``upscale`` > 1 enlarges
+    every map by pixel repetition after generation (areas scale by ``upscale**2``), which gives
+    COCO-like segment sizes at COCO-like resolutions quickly.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -195,8 +199,15 @@ def write_set(root: str | Path, seed: int, n_images: int, h: int = 40, w: int = 
     gt_anns, pred_anns, images = [], [], []
     for i in range(n_images):
         gh, gw = (h, w) if i % 3 else (w, h)
-        gt_ids, gt_info = make_gt(rng, gh, gw)
+        gt_ids, gt_info = make_gt(rng, gh, gw, max_things)
         pred_ids, pred_info = make_pred(rng, gt_ids, gt_info)
+        if upscale > 1:
+            grow = np.ones((upscale, upscale), dtype=np.uint32)
+            gt_ids, pred_ids = np.kron(gt_ids, grow), np.kron(pred_ids, grow)
+            for seg in gt_info:
+                seg["area"] *= upscale * upscale
+                seg["bbox"] = [v * upscale for v in seg["bbox"]]
+            gh, gw = gh * upscale, gw * upscale
         name = f"{i:06d}.png"
         write_id_png(paths["gt_folder"] / name, gt_ids)
         write_id_png(paths["pred_folder"] / name, pred_ids)
