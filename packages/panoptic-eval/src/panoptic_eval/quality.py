@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -262,10 +263,11 @@ class PanopticQuality:
 
 
 def _initialised_dist():
-    try:
-        import torch.distributed as dist
-    except ImportError:
+    # A process group exists only if torch was imported already: never import torch here.
+    if sys.modules.get("torch") is None:
         return None
+    import torch.distributed as dist
+
     if dist.is_available() and dist.is_initialized():
         return dist
     return None
