@@ -131,11 +131,11 @@ def _slot_map_torch(ids, seg_ids: np.ndarray, void_id: int | None, scale: int, m
     if max_id < TABLE_LIMIT:
         table = _torch_tables.by_device.get(ids.device)
         if table is None or table.numel() <= max_id:
-            table = torch.zeros(max(max_id + 1, 1 << 16), dtype=torch.int64, device=ids.device)
+            table = torch.zeros(max(max_id + 1, 1 << 16), dtype=torch.int32, device=ids.device)
             _torch_tables.by_device[ids.device] = table
         inside = (keys >= 0) & (keys <= max_id)
         keys_t = torch.from_numpy(keys[inside]).to(ids.device)
-        table[keys_t] = torch.from_numpy(values[inside]).to(ids.device)
+        table[keys_t] = torch.from_numpy(values[inside].astype(np.int32)).to(ids.device)
         index = ids if ids.dtype in (torch.int32, torch.int64) else ids.to(torch.int32)
         out = torch.index_select(table, 0, index)
         table[keys_t] = 0

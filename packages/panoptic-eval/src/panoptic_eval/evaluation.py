@@ -114,18 +114,17 @@ def evaluate(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise PanopticEvalError(f"workers must be a positive integer, got {workers!r}")
     workers = min(workers, max(1, len(pairs)))
-    if workers == 1:
-        results = map(one_image, pairs)
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        results = pool.map(one_image, pairs) if pool is not None else map(one_image, pairs)
         for done, (pair, stats) in enumerate(zip(pairs, results), 1):
             metric.add_image_stats(stats, image_id=pair[0]["image_id"])
             if progress:
                 progress(done, len(pairs))
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for done, (pair, stats) in enumerate(zip(pairs, pool.map(one_image, pairs)), 1):
-                metric.add_image_stats(stats, image_id=pair[0]["image_id"])
-                if progress:
-                    progress(done, len(pairs))
+    finally:
+        if pool is not None:
+            # On an error, drop the images not started yet instead of decoding them all.
+            pool.shutdown(wait=True, cancel_futures=True)
     return metric
 
 
