@@ -145,30 +145,31 @@ class PanopticQuality:
         void_id = int(void_label) + shift
         gt_map, gt_values, gt_counts = _shifted_values(gt_labels, shift, void_label, name=f"{where}: gt_labels")
         pred_map, pred_values, _ = _shifted_values(pred_labels, shift, void_label, name=f"{where}: pred_labels")
-        gt = self._label_segments(gt_values - shift, void_id - shift, label_divisor,
+        gt = self._label_segments(gt_values, gt_counts, shift, void_id, label_divisor,
                                   crowd=thing_instance_zero_is_crowd, where=f"{where} (GT)")
-        pred = self._label_segments(pred_values - shift, void_id - shift, label_divisor,
+        pred = self._label_segments(pred_values, None, shift, void_id, label_divisor,
                                     crowd=False, where=f"{where} (prediction)")
-        keep_gt = gt_values != void_id
-        gt = Segments(ids=gt_values[keep_gt], category=gt.category, iscrowd=gt.iscrowd, area=gt_counts[keep_gt])
-        pred = Segments(ids=pred_values[pred_values != void_id], category=pred.category, iscrowd=pred.iscrowd)
         stats = compute_image_stats(gt_map, gt, pred_map, pred, is_thing=self._is_thing, void_id=void_id, where=where)
         self.add_image_stats(stats, image_id=image_id)
 
     def _label_segments(
-        self, values: np.ndarray, void_label: int, divisor: int, *, crowd: bool, where: str
+        self, values: np.ndarray, counts: np.ndarray | None, shift: int, void_id: int, divisor: int,
+        *, crowd: bool, where: str,
     ) -> Segments:
-        values = values[values != void_label]
-        cats = values // divisor
-        category = np.empty(len(values), dtype=np.int64)
-        for k, (value, cat) in enumerate(zip(values.tolist(), cats.tolist())):
+        """Segments of a shifted label map from its distinct values (and pixel counts)."""
+        keep = values != void_id
+        ids = values[keep]
+        labels = ids - shift
+        category = np.empty(len(ids), dtype=np.int64)
+        for k, label in enumerate(labels.tolist()):
+            cat = label // divisor
             if cat not in self._cat_index:
                 raise PanopticEvalError(
-                    f"{where}: label {value} has unknown category {cat} (label_divisor {divisor})"
+                    f"{where}: label {label} has unknown category {cat} (label_divisor {divisor})"
                 )
             category[k] = self._cat_index[cat]
-        iscrowd = (values % divisor == 0) & self._is_thing[category] if crowd else np.zeros(len(values), bool)
-        return Segments(ids=values, category=category, iscrowd=iscrowd)
+        iscrowd = (labels % divisor == 0) & self._is_thing[category] if crowd else np.zeros(len(ids), bool)
+        return Segments(ids=ids, category=category, iscrowd=iscrowd, area=None if counts is None else counts[keep])
 
     def add_image_stats(self, stats: np.ndarray, *, image_id: Any = None) -> None:
         """Add precomputed per-image statistics (float64[6, C]), e.g. from worker processes."""
