@@ -180,3 +180,13 @@ def test_cli_entry_point_runs(tmp_path):
     assert data["All"]["n"] == 2 and 0 <= data["All"]["pq"] <= 1
     assert set(data["per_class"]) == {"1", "2", "10", "11"}
     assert {"pq_dagger", "per_image", "bootstrap"} <= set(data)
+
+
+def test_empty_gt_set_gives_zeros_and_bootstrap_error(tmp_path, capsys):
+    p = write_pair(tmp_path, [])
+    assert pq_compute(p["gt_json"], p["pred_json"], p["gt_folder"], p["pred_folder"])["All"] == {
+        "pq": 0.0, "sq": 0.0, "rq": 0.0, "n": 0}
+    code = main(["--gt-json", str(p["gt_json"]), "--pred-json", str(p["pred_json"]), "--gt-folder",
+                 str(p["gt_folder"]), "--pred-folder", str(p["pred_folder"]), "--bootstrap", "10", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "at least one image" in err and "Traceback" not in err

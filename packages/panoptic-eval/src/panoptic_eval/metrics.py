@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._matching import DAGGER_IOU, DAGGER_N, FN, FP, IOU, TP
+from .errors import PanopticEvalError
 
 GROUPS = (("All", None), ("Things", True), ("Stuff", False))
 
@@ -147,12 +148,12 @@ def bootstrap_ci(
         ``{"All"|"Things"|"Stuff": {"pq"|"sq"|"rq": [low, high]}, "samples", "confidence", "seed"}``.
     """
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+        raise PanopticEvalError(f"confidence must lie in (0, 1), got {confidence}")
     if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
+        raise PanopticEvalError(f"bootstrap samples must be >= 1, got {samples}")
     n_images = image_stats.shape[0]
     if n_images == 0:
-        raise ValueError("bootstrap needs at least one image")
+        raise PanopticEvalError("bootstrap needs at least one image")
     rng = np.random.default_rng(seed)
     flat = image_stats.reshape(n_images, -1)
     lo_q, hi_q = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
