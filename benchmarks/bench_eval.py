@@ -5,9 +5,6 @@ Run: ``make bench`` or ``.venv/bin/python -m pytest benchmarks/bench_eval.py``.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
 import sys
 from pathlib import Path
@@ -17,7 +14,7 @@ import pytest
 import torch
 
 from panoptic_eval import PanopticQuality, pq_compute
-from panoptic_eval.testing import categories, make_gt, make_pred, write_set
+from panoptic_eval.testing import categories, make_gt, make_pred, upscale_pair, write_set
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "eval"))
 from reference import reference_pq_compute
@@ -109,10 +106,7 @@ def big_image():
     rng = np.random.default_rng(1)
     gt, gi = make_gt(rng, 128, 256)
     pred, pi = make_pred(rng, gt, gi)
-    grow = np.ones((8, 8), dtype=np.uint32)
-    gt, pred = np.kron(gt, grow), np.kron(pred, grow)
-    for s in gi:
-        s["area"] *= 64
+    gt, pred = upscale_pair(gt, gi, pred, 8)
     return gt, gi, pred, pi
 
 
@@ -186,11 +180,10 @@ def test_reference_is_equivalent(big_image, coco_like_set):
         assert metric.stats[1:4, k].tolist() == [tp, fp, fn]
         assert metric.stats[0, k] == pytest.approx(iou, abs=1e-9)
     p = coco_like_set
-    with contextlib.redirect_stdout(io.StringIO()):
-        ref = reference_pq_compute(p["gt_json"], p["pred_json"], p["gt_folder"], p["pred_folder"])
+    ref = reference_pq_compute(p["gt_json"], p["pred_json"], p["gt_folder"], p["pred_folder"])
     ours = pq_compute(p["gt_json"], p["pred_json"], p["gt_folder"], p["pred_folder"])
     assert abs(ours["All"]["pq"] - ref["All"]["pq"]) < 1e-9
-    assert json.dumps(ours["All"]["n"]) == json.dumps(ref["All"]["n"])
+    assert ours["All"]["n"] == ref["All"]["n"]
 
 
 COCO_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-panoptic-sample"

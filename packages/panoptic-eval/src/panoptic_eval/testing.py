@@ -179,6 +179,15 @@ def make_pred(rng: np.random.Generator, gt_ids: np.ndarray, gt_info: list[dict])
     return out, [info[i] for i in order]
 
 
+def upscale_pair(gt_ids: np.ndarray, gt_info: list[dict], pred_ids: np.ndarray, factor: int):
+    """Enlarge a GT / prediction pair by pixel repetition; GT areas and bboxes are scaled in place."""
+    grow = np.ones((factor, factor), dtype=np.uint32)
+    for seg in gt_info:
+        seg["area"] *= factor * factor
+        seg["bbox"] = [v * factor for v in seg["bbox"]]
+    return np.kron(gt_ids, grow), np.kron(pred_ids, grow)
+
+
 def write_set(
     root: str | Path, seed: int, n_images: int, h: int = 40, w: int = 56, upscale: int = 1, max_things: int = 8
 ) -> dict[str, Path]:
@@ -202,11 +211,7 @@ def write_set(
         gt_ids, gt_info = make_gt(rng, gh, gw, max_things)
         pred_ids, pred_info = make_pred(rng, gt_ids, gt_info)
         if upscale > 1:
-            grow = np.ones((upscale, upscale), dtype=np.uint32)
-            gt_ids, pred_ids = np.kron(gt_ids, grow), np.kron(pred_ids, grow)
-            for seg in gt_info:
-                seg["area"] *= upscale * upscale
-                seg["bbox"] = [v * upscale for v in seg["bbox"]]
+            gt_ids, pred_ids = upscale_pair(gt_ids, gt_info, pred_ids, upscale)
             gh, gw = gh * upscale, gw * upscale
         name = f"{i:06d}.png"
         write_id_png(paths["gt_folder"] / name, gt_ids)
