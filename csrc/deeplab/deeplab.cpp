@@ -1,0 +1,407 @@
+// Panoptic-DeepLab post-processing (detectron2 projects/Panoptic-DeepLab post_processing.py),
+// element-for-element, without the K x H x W distance tensor: schemas and CPU kernels.
+#include "deeplab/deeplab.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "common/merge_plan.h"
+
+namespace panoptic_ops {
+namespace {
+
+constexpr int64_t kGrain = 16;  // rows per parallel task
+
+// F.threshold(x, threshold, -1): values <= threshold (compared in the tensor's dtype) become -1.
+template <typename T>
+inline T thresholded(T value, T threshold) {
+  return value <= threshold ? T(-1) : value;
+}
+
+// Flat raster indices of the centers, detectron2's find_instance_center on one [H, W] map.
+template <typename T>
+std::vector<int64_t> find_centers(const T* heatmap, int64_t height, int64_t width, double threshold_d,
+                                  int64_t nms_kernel, std::optional<int64_t> top_k) {
+  const T threshold = static_cast<T>(threshold_d);
+  const int64_t radius = (nms_kernel - 1) / 2;
+  // Row-wise window maximum of the thresholded map, NaN-propagating like max_pool2d.
+  std::vector<T> row_max(static_cast<size_t>(height * width));
+  std::vector<std::vector<std::pair<int64_t, T>>> peaks_by_row(height);
+  at::parallel_for(0, height, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t y = begin; y < end; ++y) {
+      const T* row = heatmap + y * width;
+      T* out = row_max.data() + y * width;
+      for (int64_t x = 0; x < width; ++x) {
+        T best = -std::numeric_limits<T>::infinity();
+        const int64_t lo = std::max<int64_t>(0, x - radius), hi = std::min<int64_t>(width - 1, x + radius);
+        for (int64_t i = lo; i <= hi; ++i) {
+          const T v = thresholded(row[i], threshold);
+          if (v > best || std::isnan(v)) best = v;
+          if (std::isnan(best)) break;
+        }
+        out[x] = best;
+      }
+    }
+  });
+  at::parallel_for(0, height, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t y = begin; y < end; ++y) {
+      const T* row = heatmap + y * width;
+      const int64_t lo = std::max<int64_t>(0, y - radius), hi = std::min<int64_t>(height - 1, y + radius);
+      for (int64_t x = 0; x < width; ++x) {
+        const T value = thresholded(row[x], threshold);
+        if (!(value > T(0))) continue;  // only positive values can become centers
+        bool peak = true;
+        for (int64_t j = lo; j <= hi && peak; ++j) {
+          const T m = row_max[j * width + x];
+          peak = !std::isnan(m) && !(m > value);
+        }
+        if (peak) peaks_by_row[y].emplace_back(y * width + x, value);
+      }
+    }
+  });
+  std::vector<std::pair<int64_t, T>> peaks;
+  for (auto& row : peaks_by_row) peaks.insert(peaks.end(), row.begin(), row.end());
+  if (top_k.has_value() && static_cast<int64_t>(peaks.size()) >= *top_k) {
+    // torch.topk's k-th value over the whole map; it is one of the positive peaks here, and
+    // only values strictly above it are kept (ties at the k-th drop, as in detectron2).
+    std::vector<T> values(peaks.size());
+    std::transform(peaks.begin(), peaks.end(), values.begin(), [](const auto& p) { return p.second; });
+    std::nth_element(values.begin(), values.begin() + (*top_k - 1), values.end(), std::greater<T>());
+    const T kth = values[*top_k - 1];
+    std::vector<std::pair<int64_t, T>> kept;
+    for (const auto& p : peaks)
+      if (p.second > kth) kept.push_back(p);
+    peaks.swap(kept);
+  }
+  std::vector<int64_t> flat(peaks.size());
+  std::transform(peaks.begin(), peaks.end(), flat.begin(), [](const auto& p) { return p.first; });
+  return flat;
+}
+
+// Index (0-based) of the nearest center for the pixel at (y, x), detectron2's
+// argmin(torch.norm(center - (coord + offset))): the distance is sqrt(dy*dy + dx*dx) in T with
+// each operation rounded, ties and NaN go to the first center.
+template <typename T>
+inline int64_t nearest_center(const T* center_y, const T* center_x, int64_t num_centers, T loc_y, T loc_x) {
+  int64_t best = 0;
+  T best_sq = std::numeric_limits<T>::quiet_NaN();
+  T best_dist = best_sq;
+  for (int64_t k = 0; k < num_centers; ++k) {
+    const T dy = center_y[k] - loc_y;
+    const T dx = center_x[k] - loc_x;
+    const T dy2 = dy * dy;
+    const T dx2 = dx * dx;
+    const T sq = dy2 + dx2;
+    if (k == 0) {
+      best_sq = sq;
+      best_dist = std::sqrt(sq);
+      if (std::isnan(sq)) return 0;
+      continue;
+    }
+    if (std::isnan(sq)) return k;
+    if (sq < best_sq) {
+      // sqrt can round two different squares to one distance; then the first center wins.
+      const T dist = std::sqrt(sq);
+      best_sq = sq;
+      if (dist < best_dist) {
+        best_dist = dist;
+        best = k;
+      }
+    }
+  }
+  return best;
+}
+
+// Writes the 1-based nearest-center id of every pixel where `mask` (may be null) is set, 0 elsewhere.
+template <typename T>
+void group(const int64_t* centers, int64_t num_centers, const T* offsets, int64_t height, int64_t width,
+           const uint8_t* mask, int64_t* out) {
+  std::vector<T> center_y(num_centers), center_x(num_centers);
+  for (int64_t k = 0; k < num_centers; ++k) {
+    center_y[k] = static_cast<T>(centers[2 * k]);
+    center_x[k] = static_cast<T>(centers[2 * k + 1]);
+  }
+  const int64_t plane = height * width;
+  at::parallel_for(0, height, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t y = begin; y < end; ++y) {
+      for (int64_t x = 0; x < width; ++x) {
+        const int64_t p = y * width + x;
+        if (mask != nullptr && !mask[p]) {
+          out[p] = 0;
+          continue;
+        }
+        const T loc_y = static_cast<T>(y) + offsets[p];
+        const T loc_x = static_cast<T>(x) + offsets[plane + p];
+        out[p] = 1 + nearest_center(center_y.data(), center_x.data(), num_centers, loc_y, loc_x);
+      }
+    }
+  });
+}
+
+// Sorted distinct values of `values` at the positions where `select` (may be null) is set, and
+// a lookup from value to its index in that list.
+class CompactIds {
+ public:
+  CompactIds(const int64_t* values, int64_t n, const uint8_t* select) {
+    int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
+    for (int64_t i = 0; i < n; ++i) {
+      if (select && !select[i]) continue;
+      lo = std::min(lo, values[i]);
+      hi = std::max(hi, values[i]);
+    }
+    if (lo > hi) return;  // nothing selected
+    const uint64_t span = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);
+    if (span < (uint64_t(1) << 22) || span < static_cast<uint64_t>(4 * n)) {
+      offset_ = lo;
+      dense_.assign(span + 1, -1);
+      for (int64_t i = 0; i < n; ++i)
+        if (!select || select[i]) dense_[values[i] - lo] = 0;
+      for (size_t v = 0; v < dense_.size(); ++v)
+        if (dense_[v] == 0) {
+          dense_[v] = static_cast<int32_t>(sorted_.size());
+          sorted_.push_back(offset_ + static_cast<int64_t>(v));
+        }
+    } else {
+      for (int64_t i = 0; i < n; ++i)
+        if (!select || select[i]) sorted_.push_back(values[i]);
+      std::sort(sorted_.begin(), sorted_.end());
+      sorted_.erase(std::unique(sorted_.begin(), sorted_.end()), sorted_.end());
+    }
+  }
+  const std::vector<int64_t>& values() const { return sorted_; }
+  int64_t size() const { return static_cast<int64_t>(sorted_.size()); }
+  int64_t index(int64_t value) const {
+    if (!dense_.empty()) return dense_[value - offset_];
+    return std::lower_bound(sorted_.begin(), sorted_.end(), value) - sorted_.begin();
+  }
+
+ private:
+  int64_t offset_ = 0;
+  std::vector<int32_t> dense_;
+  std::vector<int64_t> sorted_;
+};
+
+// merge_semantic_and_instance on flat arrays; `is_thing_pixel` = (ins > 0) & (thing_seg > 0).
+void merge(const int64_t* sem, const int64_t* ins, const uint8_t* is_thing_pixel, int64_t n, int64_t label_divisor,
+           const std::vector<int64_t>& thing_ids, int64_t stuff_area, int64_t void_label, int64_t* out) {
+  const CompactIds classes(sem, n, nullptr);
+  const CompactIds instances(ins, n, is_thing_pixel);
+  const int64_t num_labels = classes.size(), num_instances = instances.size();
+  std::vector<int64_t> stuff_area_of(num_labels, 0);
+  std::vector<int32_t> class_index(n);
+  // Per-thread histograms merged at the end keep the counting parallel and deterministic.
+  const int64_t threads = at::get_num_threads();
+  const bool dense_votes = num_instances * num_labels * threads <= (int64_t(1) << 24);
+  const int64_t chunk = std::max<int64_t>(1, (n + threads - 1) / threads);
+  std::vector<std::vector<int64_t>> local_votes(threads), local_stuff(threads);
+  at::parallel_for(0, threads, 1, [&](int64_t tb, int64_t te) {
+    for (int64_t t = tb; t < te; ++t) {
+      if (dense_votes) local_votes[t].assign(static_cast<size_t>(num_instances * num_labels), 0);
+      local_stuff[t].assign(num_labels, 0);
+      for (int64_t p = t * chunk; p < std::min(n, (t + 1) * chunk); ++p) {
+        const int64_t c = classes.index(sem[p]);
+        class_index[p] = static_cast<int32_t>(c);
+        if (is_thing_pixel[p]) {
+          if (dense_votes) ++local_votes[t][instances.index(ins[p]) * num_labels + c];
+        } else if (ins[p] == 0) {
+          ++local_stuff[t][c];
+        }
+      }
+    }
+  });
+  for (int64_t t = 0; t < threads; ++t)
+    for (int64_t c = 0; c < num_labels; ++c) stuff_area_of[c] += local_stuff[t][c];
+  std::vector<int64_t> majority(num_instances, 0);
+  if (dense_votes) {
+    std::vector<int64_t> votes(static_cast<size_t>(num_instances * num_labels), 0);
+    for (int64_t t = 0; t < threads; ++t)
+      for (size_t i = 0; i < votes.size(); ++i) votes[i] += local_votes[t][i];
+    for (int64_t i = 0; i < num_instances; ++i) majority[i] = vote(votes.data() + i * num_labels, num_labels);
+  } else {  // many instances and classes: count (instance, class) pairs by sorting
+    std::vector<uint64_t> keys;
+    for (int64_t p = 0; p < n; ++p)
+      if (is_thing_pixel[p]) keys.push_back((uint64_t(instances.index(ins[p])) << 32) | uint64_t(class_index[p]));
+    std::sort(keys.begin(), keys.end());
+    std::vector<int64_t> best_count(num_instances, 0);
+    for (size_t i = 0; i < keys.size();) {
+      size_t j = i;
+      while (j < keys.size() && keys[j] == keys[i]) ++j;
+      const int64_t instance = static_cast<int64_t>(keys[i] >> 32), count = static_cast<int64_t>(j - i);
+      if (count > best_count[instance]) {  // runs come in increasing class order: ties keep the first
+        best_count[instance] = count;
+        majority[instance] = static_cast<int64_t>(keys[i] & 0xffffffffu);
+      }
+      i = j;
+    }
+  }
+  const MergePlan plan = plan_merge(classes.values(), majority, stuff_area_of.data(), thing_ids, label_divisor,
+                                    stuff_area);
+  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      if (is_thing_pixel[p]) {
+        out[p] = plan.instance_value[instances.index(ins[p])];
+      } else if (ins[p] == 0 && plan.stuff_keep[class_index[p]]) {
+        out[p] = plan.stuff_value[class_index[p]];
+      } else {
+        out[p] = void_label;
+      }
+    }
+  });
+}
+
+at::Tensor centers_tensor(const std::vector<int64_t>& flat, int64_t width) {
+  at::Tensor centers = at::empty({static_cast<int64_t>(flat.size()), 2}, at::kLong);
+  int64_t* c = centers.data_ptr<int64_t>();
+  for (size_t i = 0; i < flat.size(); ++i) {
+    c[2 * i] = flat[i] / width;
+    c[2 * i + 1] = flat[i] % width;
+  }
+  return centers;
+}
+
+std::vector<int64_t> centers_of(const at::Tensor& heatmap, double threshold, int64_t nms_kernel,
+                                std::optional<int64_t> top_k) {
+  const at::Tensor hm = heatmap.contiguous();
+  const int64_t height = hm.size(-2), width = hm.size(-1);
+  std::vector<int64_t> flat;
+  AT_DISPATCH_FLOATING_TYPES(hm.scalar_type(), "find_instance_center", [&] {
+    flat = find_centers<scalar_t>(hm.data_ptr<scalar_t>(), height, width, threshold, nms_kernel, top_k);
+  });
+  return flat;
+}
+
+void check_common(const at::Tensor& center_heatmap, int64_t nms_kernel, std::optional<int64_t> top_k) {
+  TORCH_CHECK(center_heatmap.dim() == 3 && center_heatmap.size(0) == 1,
+              "center_heatmap must have shape [1, H, W], got ", center_heatmap.sizes());
+  TORCH_CHECK(at::isFloatingType(center_heatmap.scalar_type()), "center_heatmap must be a floating tensor");
+  TORCH_CHECK(nms_kernel >= 1 && nms_kernel % 2 == 1, "nms_kernel must be a positive odd integer, got ", nms_kernel);
+  TORCH_CHECK(!top_k.has_value() || *top_k >= 1, "top_k must be None or >= 1, got ", top_k.value_or(0));
+}
+
+std::vector<uint8_t> thing_mask_from(const at::Tensor& sem, const std::optional<at::Tensor>& foreground,
+                                     at::IntArrayRef thing_ids) {
+  const int64_t n = sem.numel();
+  std::vector<uint8_t> mask(n);
+  if (foreground.has_value()) {
+    const at::Tensor fg = foreground->contiguous();
+    AT_DISPATCH_ALL_TYPES_AND(at::kBool, fg.scalar_type(), "foreground_mask", [&] {
+      const scalar_t* f = fg.data_ptr<scalar_t>();
+      for (int64_t p = 0; p < n; ++p) mask[p] = f[p] > scalar_t(0);
+    });
+  } else {
+    const int64_t* s = sem.data_ptr<int64_t>();
+    const std::unordered_set<int64_t> things(thing_ids.begin(), thing_ids.end());
+    for (int64_t p = 0; p < n; ++p) mask[p] = things.count(s[p]) > 0;
+  }
+  return mask;
+}
+
+}  // namespace
+
+at::Tensor find_instance_center_cpu(const at::Tensor& center_heatmap, double threshold, int64_t nms_kernel,
+                                    std::optional<int64_t> top_k) {
+  check_common(center_heatmap, nms_kernel, top_k);
+  return centers_tensor(centers_of(center_heatmap, threshold, nms_kernel, top_k), center_heatmap.size(2));
+}
+
+at::Tensor group_pixels_cpu(const at::Tensor& center_points, const at::Tensor& offsets) {
+  TORCH_CHECK(offsets.dim() == 3 && offsets.size(0) == 2, "offsets must have shape [2, H, W], got ", offsets.sizes());
+  TORCH_CHECK(at::isFloatingType(offsets.scalar_type()), "offsets must be a floating tensor");
+  TORCH_CHECK(center_points.dim() == 2 && center_points.size(1) == 2 && center_points.scalar_type() == at::kLong,
+              "center_points must be an int64 tensor of shape [K, 2], got ", center_points.sizes());
+  const int64_t height = offsets.size(1), width = offsets.size(2);
+  at::Tensor out = at::empty({1, height, width}, offsets.options().dtype(at::kLong));
+  const at::Tensor centers = center_points.contiguous();
+  const at::Tensor off = offsets.contiguous();
+  const int64_t num_centers = centers.size(0);
+  if (num_centers == 0) return out.zero_();
+  AT_DISPATCH_FLOATING_TYPES(off.scalar_type(), "group_pixels", [&] {
+    group<scalar_t>(centers.data_ptr<int64_t>(), num_centers, off.data_ptr<scalar_t>(), height, width, nullptr,
+                    out.data_ptr<int64_t>());
+  });
+  return out;
+}
+
+at::Tensor merge_semantic_and_instance_cpu(const at::Tensor& sem_seg, const at::Tensor& ins_seg,
+                                           const at::Tensor& semantic_thing_seg, int64_t label_divisor,
+                                           at::IntArrayRef thing_ids, int64_t stuff_area, int64_t void_label) {
+  TORCH_CHECK(sem_seg.sizes() == ins_seg.sizes() && sem_seg.sizes() == semantic_thing_seg.sizes(),
+              "sem_seg, ins_seg and semantic_thing_seg must have one shape, got ", sem_seg.sizes(), ", ",
+              ins_seg.sizes(), " and ", semantic_thing_seg.sizes());
+  const at::Tensor sem = sem_seg.to(at::kLong).contiguous();
+  const at::Tensor ins = ins_seg.to(at::kLong).contiguous();
+  const at::Tensor thing = semantic_thing_seg.contiguous();
+  const int64_t n = sem.numel();
+  std::vector<uint8_t> is_thing(n);
+  const int64_t* i = ins.data_ptr<int64_t>();
+  AT_DISPATCH_ALL_TYPES_AND(at::kBool, thing.scalar_type(), "semantic_thing_seg", [&] {
+    const scalar_t* t = thing.data_ptr<scalar_t>();
+    for (int64_t p = 0; p < n; ++p) is_thing[p] = i[p] > 0 && t[p] > scalar_t(0);
+  });
+  at::Tensor out = at::empty(sem.sizes(), sem.options());
+  merge(sem.data_ptr<int64_t>(), i, is_thing.data(), n, label_divisor, thing_ids.vec(), stuff_area, void_label,
+        out.data_ptr<int64_t>());
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> get_panoptic_segmentation_cpu(
+    const at::Tensor& sem_seg, const at::Tensor& center_heatmap, const at::Tensor& offsets, at::IntArrayRef thing_ids,
+    int64_t label_divisor, int64_t stuff_area, int64_t void_label, double threshold, int64_t nms_kernel,
+    std::optional<int64_t> top_k, const std::optional<at::Tensor>& foreground_mask) {
+  check_common(center_heatmap, nms_kernel, top_k);
+  TORCH_CHECK(sem_seg.dim() == 3 && sem_seg.size(0) == 1, "sem_seg must have shape [1, H, W], got ", sem_seg.sizes());
+  TORCH_CHECK(offsets.dim() == 3 && offsets.size(0) == 2 && offsets.size(1) == sem_seg.size(1) &&
+                  offsets.size(2) == sem_seg.size(2),
+              "offsets must have shape [2, H, W] matching sem_seg, got ", offsets.sizes());
+  TORCH_CHECK(center_heatmap.sizes().slice(1) == sem_seg.sizes().slice(1),
+              "center_heatmap must have shape [1, H, W] matching sem_seg, got ", center_heatmap.sizes());
+  const int64_t height = sem_seg.size(1), width = sem_seg.size(2), n = height * width;
+  const at::Tensor sem = sem_seg.to(at::kLong).contiguous();
+  const std::vector<uint8_t> thing = thing_mask_from(sem, foreground_mask, thing_ids);
+  const std::vector<int64_t> flat = centers_of(center_heatmap, threshold, nms_kernel, top_k);
+  at::Tensor centers = centers_tensor(flat, width);
+  std::vector<int64_t> ins(n, 0);
+  if (!flat.empty()) {
+    const at::Tensor off = offsets.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(off.scalar_type(), "group_pixels", [&] {
+      group<scalar_t>(centers.data_ptr<int64_t>(), centers.size(0), off.data_ptr<scalar_t>(), height, width,
+                      thing.data(), ins.data());
+    });
+  }
+  // Without centers detectron2's instance map is all zero, so no pixel is a thing pixel.
+  std::vector<uint8_t> is_thing(n);
+  for (int64_t p = 0; p < n; ++p) is_thing[p] = ins[p] > 0;
+  at::Tensor panoptic = at::empty({1, height, width}, sem.options());
+  merge(sem.data_ptr<int64_t>(), ins.data(), is_thing.data(), n, label_divisor, thing_ids.vec(), stuff_area,
+        void_label, panoptic.data_ptr<int64_t>());
+  return {panoptic, centers.unsqueeze(0)};
+}
+
+TORCH_LIBRARY_FRAGMENT(panoptic_ops, m) {
+  m.def("find_instance_center(Tensor center_heatmap, float threshold, int nms_kernel, int? top_k) -> Tensor");
+  m.def("group_pixels(Tensor center_points, Tensor offsets) -> Tensor");
+  m.def(
+      "merge_semantic_and_instance(Tensor sem_seg, Tensor ins_seg, Tensor semantic_thing_seg, int label_divisor, "
+      "int[] thing_ids, int stuff_area, int void_label) -> Tensor");
+  m.def(
+      "get_panoptic_segmentation(Tensor sem_seg, Tensor center_heatmap, Tensor offsets, int[] thing_ids, "
+      "int label_divisor, int stuff_area, int void_label, float threshold, int nms_kernel, int? top_k, "
+      "Tensor? foreground_mask) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(panoptic_ops, CPU, m) {
+  m.impl("find_instance_center", &find_instance_center_cpu);
+  m.impl("group_pixels", &group_pixels_cpu);
+  m.impl("merge_semantic_and_instance", &merge_semantic_and_instance_cpu);
+  m.impl("get_panoptic_segmentation", &get_panoptic_segmentation_cpu);
+}
+
+}  // namespace panoptic_ops

@@ -1,0 +1,77 @@
+// CUDA glue of nms / batched_nms: stable device sort, overlap-mask kernel, then the greedy scan
+// over the mask on the host (as torchvision does).
+#include <ATen/ATen.h>
+#include <ATen/DeviceAccelerator.h>
+#include <c10/core/DeviceGuard.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "nms/nms_launch.h"
+
+namespace panoptic_ops {
+namespace {
+
+cuda::BoxType box_type(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat:
+      return cuda::BoxType::kFloat;
+    case at::kDouble:
+      return cuda::BoxType::kDouble;
+    case at::kHalf:
+      return cuda::BoxType::kHalf;
+    case at::kBFloat16:
+      return cuda::BoxType::kBFloat16;
+    default:
+      TORCH_CHECK(false, "boxes must be float32, float64, float16 or bfloat16 on CUDA, got ", t);
+  }
+}
+
+at::Tensor nms_impl(const at::Tensor& boxes, const at::Tensor& scores, const std::optional<at::Tensor>& idxs,
+                    double iou_threshold) {
+  const c10::DeviceGuard guard(boxes.device());
+  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "boxes must have shape [N, 4], got ", boxes.sizes());
+  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0), "scores must have shape [N]");
+  const int64_t n = boxes.size(0);
+  if (n == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
+  const cuda::BoxType type = box_type(boxes.scalar_type());
+  const at::Tensor order = std::get<1>(at::sort(scores, /*stable=*/true, /*dim=*/0, /*descending=*/true));
+  const at::Tensor sorted = boxes.index_select(0, order).contiguous();
+  at::Tensor classes;
+  if (idxs.has_value()) classes = idxs->to(at::kLong).index_select(0, order).contiguous();
+  const int64_t blocks = (n + cuda::kNmsBlock - 1) / cuda::kNmsBlock;
+  at::Tensor mask = at::empty({n * blocks}, boxes.options().dtype(at::kLong));
+  cuda::nms_mask(sorted.data_ptr(), type, idxs.has_value() ? classes.data_ptr<int64_t>() : nullptr, n, iou_threshold,
+                 reinterpret_cast<unsigned long long*>(mask.data_ptr<int64_t>()),
+                 at::accelerator::getCurrentStream(boxes.device().index()).native_handle());
+  const at::Tensor mask_cpu = mask.cpu();
+  const auto* bits = reinterpret_cast<const unsigned long long*>(mask_cpu.data_ptr<int64_t>());
+  std::vector<unsigned long long> removed(blocks, 0);
+  std::vector<int64_t> keep;
+  for (int64_t i = 0; i < n; ++i) {
+    if (removed[i / cuda::kNmsBlock] & (1ull << (i % cuda::kNmsBlock))) continue;
+    keep.push_back(i);
+    for (int64_t b = i / cuda::kNmsBlock; b < blocks; ++b) removed[b] |= bits[i * blocks + b];
+  }
+  const at::Tensor keep_ranks = at::tensor(keep, at::TensorOptions().dtype(at::kLong)).to(boxes.device());
+  return order.index_select(0, keep_ranks);
+}
+
+at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
+  return nms_impl(boxes, scores, std::nullopt, iou_threshold);
+}
+
+at::Tensor batched_nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
+                            double iou_threshold) {
+  TORCH_CHECK(idxs.dim() == 1 && idxs.size(0) == boxes.size(0), "idxs must have shape [N]");
+  return nms_impl(boxes, scores, idxs, iou_threshold);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(panoptic_ops, CUDA, m) {
+  m.impl("nms", &nms_cuda);
+  m.impl("batched_nms", &batched_nms_cuda);
+}
+
+}  // namespace panoptic_ops

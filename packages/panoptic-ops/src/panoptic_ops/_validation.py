@@ -1,0 +1,68 @@
+"""Argument checks shared by the Python wrappers: clear errors that name the argument."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+
+FLOAT_TYPES = (torch.float32, torch.float64)
+INT_TYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def check_tensor(
+    name: str,
+    value: object,
+    *,
+    dims: int | None = None,
+    dtypes: Sequence[torch.dtype] | None = None,
+    shape: Sequence[int | None] | None = None,
+) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if dims is not None and value.dim() != dims:
+        raise ValueError(f"{name} must have {dims} dimensions, got shape {tuple(value.shape)}")
+    if shape is not None:
+        expected = tuple("*" if s is None else s for s in shape)
+        if value.dim() != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+            raise ValueError(f"{name} must have shape {expected}, got {tuple(value.shape)}")
+    if dtypes is not None and value.dtype not in dtypes:
+        names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{name} must have dtype {names}; got {str(value.dtype).replace('torch.', '')}")
+    return value
+
+
+def check_same_device(**tensors: torch.Tensor | None) -> None:
+    present = {k: v for k, v in tensors.items() if v is not None}
+    devices = {v.device for v in present.values()}
+    if len(devices) > 1:
+        listing = ", ".join(f"{k} on {v.device}" for k, v in present.items())
+        raise ValueError(f"all tensors must be on one device, got {listing}")
+
+
+def check_odd_kernel(nms_kernel: int) -> int:
+    if isinstance(nms_kernel, bool) or not isinstance(nms_kernel, int) or nms_kernel < 1 or nms_kernel % 2 == 0:
+        raise ValueError(f"nms_kernel must be a positive odd integer (max-pool window), got {nms_kernel!r}")
+    return nms_kernel
+
+
+def check_top_k(top_k: int | None) -> int | None:
+    if top_k is None:
+        return None
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
+    return top_k
+
+
+def int_list(name: str, values: Iterable[int]) -> list[int]:
+    try:
+        out = sorted({int(v) for v in values})
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be an iterable of integers, got {values!r}") from error
+    return out
+
+
+def check_threshold(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    return float(value)

@@ -1,0 +1,204 @@
+"""Panoptic-DeepLab post-processing, element-for-element equal to detectron2's
+``projects/Panoptic-DeepLab/panoptic_deeplab/post_processing.py``, in O(H*W + K) memory.
+
+Semantics (all shared with :mod:`panoptic_ops.reference`):
+
+* ``find_instance_center``: values ``<= threshold`` (compared in the heatmap's dtype) become -1;
+  a pixel is a center when it equals the ``nms_kernel`` max-pool of that map (so plateau peaks
+  all survive; a NaN anywhere in the window suppresses it) and is > 0. With ``top_k``, only
+  centers strictly above the k-th largest value of the map (clamped at 0) are kept, so ties
+  at the k-th drop. Centers come in raster (y, x) order. ``top_k`` larger than H*W keeps every
+  center (detectron2's ``torch.topk`` raises there).
+* ``group_pixels``: each pixel goes to the center nearest to ``(y, x) + offset``; distances are
+  ``sqrt(dy*dy + dx*dx)`` in the offsets' dtype with every operation rounded (detectron2's
+  ``torch.norm`` rounds differently depending on CPU and memory layout, which can only matter
+  when two distances are within one ulp); ties and NaN go to the first center.
+* ``merge_semantic_and_instance``: majority vote of the semantic labels inside each instance
+  (ties to the smallest label on CPU and CUDA alike; ``torch.mode`` promises nothing there),
+  instance ids numbered per class in increasing instance order, stuff kept when its area
+  (pixels of the class outside instances) is ``>= stuff_area``, everything else ``void_label``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from panoptic_ops._validation import (
+    FLOAT_TYPES,
+    INT_TYPES,
+    check_odd_kernel,
+    check_same_device,
+    check_tensor,
+    check_threshold,
+    check_top_k,
+    int_list,
+)
+
+__all__ = [
+    "find_instance_center",
+    "get_panoptic_segmentation",
+    "get_panoptic_segmentation_batched",
+    "group_pixels",
+    "merge_semantic_and_instance",
+]
+
+_MASK_TYPES = (torch.bool, *INT_TYPES)
+
+
+def find_instance_center(
+    center_heatmap: torch.Tensor, threshold: float = 0.1, nms_kernel: int = 3, top_k: int | None = None
+) -> torch.Tensor:
+    """Find instance centers in a center heatmap.
+
+    Args:
+        center_heatmap (Tensor[1, H, W]): raw center heatmap, float32 or float64.
+        threshold: values at or below it are never centers.
+        nms_kernel: odd max-pool window of the peak test.
+        top_k: keep at most the centers strictly above the k-th largest value.
+
+    Returns:
+        Tensor[K, 2] int64: (y, x) of each center in raster order.
+    """
+    check_tensor("center_heatmap", center_heatmap, shape=(1, None, None), dtypes=FLOAT_TYPES)
+    return torch.ops.panoptic_ops.find_instance_center(
+        center_heatmap, check_threshold("threshold", threshold), check_odd_kernel(nms_kernel), check_top_k(top_k)
+    )
+
+
+def group_pixels(center_points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Give each pixel the 1-based id of the center its offset points nearest to.
+
+    Args:
+        center_points (Tensor[K, 2]): int64 (y, x) centers. With K = 0 every pixel gets 0.
+        offsets (Tensor[2, H, W]): (offset_y, offset_x), float32 or float64.
+
+    Returns:
+        Tensor[1, H, W] int64 with values in [1, K] (all 0 when K = 0).
+    """
+    check_tensor("center_points", center_points, shape=(None, 2), dtypes=(torch.int64,))
+    check_tensor("offsets", offsets, shape=(2, None, None), dtypes=FLOAT_TYPES)
+    check_same_device(center_points=center_points, offsets=offsets)
+    return torch.ops.panoptic_ops.group_pixels(center_points, offsets)
+
+
+def merge_semantic_and_instance(
+    sem_seg: torch.Tensor,
+    ins_seg: torch.Tensor,
+    semantic_thing_seg: torch.Tensor,
+    label_divisor: int,
+    thing_ids: Iterable[int],
+    stuff_area: int,
+    void_label: int,
+) -> torch.Tensor:
+    """Merge semantic labels and class-agnostic instances into panoptic ids.
+
+    Args:
+        sem_seg (Tensor[1, H, W]): integer semantic labels.
+        ins_seg (Tensor[1, H, W]): integer instance ids, 0 = no instance.
+        semantic_thing_seg (Tensor[1, H, W]): foreground mask (bool or integer, > 0 = thing).
+        label_divisor: panoptic id = class * label_divisor + instance number.
+        thing_ids: contiguous class ids of thing classes.
+        stuff_area: stuff regions smaller than this become ``void_label``.
+        void_label: id of pixels without a confident prediction.
+
+    Returns:
+        Tensor[1, H, W] int64 panoptic ids.
+    """
+    check_tensor("sem_seg", sem_seg, shape=(1, None, None), dtypes=INT_TYPES)
+    check_tensor("ins_seg", ins_seg, shape=tuple(sem_seg.shape), dtypes=INT_TYPES)
+    check_tensor("semantic_thing_seg", semantic_thing_seg, shape=tuple(sem_seg.shape), dtypes=_MASK_TYPES)
+    check_same_device(sem_seg=sem_seg, ins_seg=ins_seg, semantic_thing_seg=semantic_thing_seg)
+    return torch.ops.panoptic_ops.merge_semantic_and_instance(
+        sem_seg, ins_seg, semantic_thing_seg, int(label_divisor), int_list("thing_ids", thing_ids), int(stuff_area),
+        int(void_label),
+    )  # fmt: skip
+
+
+def get_panoptic_segmentation(
+    sem_seg: torch.Tensor,
+    center_heatmap: torch.Tensor,
+    offsets: torch.Tensor,
+    thing_ids: Iterable[int],
+    label_divisor: int,
+    stuff_area: int,
+    void_label: int,
+    threshold: float = 0.1,
+    nms_kernel: int = 7,
+    top_k: int | None = 200,
+    foreground_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Panoptic-DeepLab post-processing of one image (detectron2's signature and defaults).
+
+    Args:
+        sem_seg (Tensor[1, H, W]): integer semantic labels (argmax of the semantic head).
+        center_heatmap (Tensor[1, H, W]): raw center heatmap, float32 or float64.
+        offsets (Tensor[2, H, W]): (offset_y, offset_x), float32 or float64.
+        thing_ids: contiguous class ids of thing classes.
+        label_divisor: panoptic id = class * label_divisor + instance number.
+        stuff_area: stuff regions smaller than this become ``void_label``.
+        void_label: id of pixels without a confident prediction.
+        threshold, nms_kernel, top_k: center selection, see :func:`find_instance_center`.
+        foreground_mask (Tensor[1, H, W], optional): binary thing mask (bool or 0/1 integers);
+            by default pixels whose label is in ``thing_ids``.
+
+    Returns:
+        (panoptic Tensor[1, H, W] int64, centers Tensor[1, K, 2] int64).
+    """
+    check_tensor("sem_seg", sem_seg, shape=(1, None, None), dtypes=INT_TYPES)
+    size = tuple(sem_seg.shape[1:])
+    check_tensor("center_heatmap", center_heatmap, shape=(1, *size), dtypes=FLOAT_TYPES)
+    check_tensor("offsets", offsets, shape=(2, *size), dtypes=FLOAT_TYPES)
+    if foreground_mask is not None:
+        check_tensor("foreground_mask", foreground_mask, shape=(1, *size), dtypes=_MASK_TYPES)
+    check_same_device(
+        sem_seg=sem_seg, center_heatmap=center_heatmap, offsets=offsets, foreground_mask=foreground_mask
+    )
+    return torch.ops.panoptic_ops.get_panoptic_segmentation(
+        sem_seg, center_heatmap, offsets, int_list("thing_ids", thing_ids), int(label_divisor), int(stuff_area),
+        int(void_label), check_threshold("threshold", threshold), check_odd_kernel(nms_kernel), check_top_k(top_k),
+        foreground_mask,
+    )  # fmt: skip
+
+
+def get_panoptic_segmentation_batched(
+    sem_seg: torch.Tensor,
+    center_heatmap: torch.Tensor,
+    offsets: torch.Tensor,
+    thing_ids: Iterable[int],
+    label_divisor: int,
+    stuff_area: int,
+    void_label: int,
+    threshold: float = 0.1,
+    nms_kernel: int = 7,
+    top_k: int | None = 200,
+    foreground_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """:func:`get_panoptic_segmentation` over a batch, image by image.
+
+    Args:
+        sem_seg (Tensor[B, H, W]): integer semantic labels.
+        center_heatmap (Tensor[B, 1, H, W]): raw center heatmaps.
+        offsets (Tensor[B, 2, H, W]): (offset_y, offset_x).
+        foreground_mask (Tensor[B, H, W], optional): binary thing masks.
+
+    Returns:
+        (panoptic Tensor[B, H, W] int64, list of B centers Tensor[K_b, 2] int64).
+    """
+    check_tensor("sem_seg", sem_seg, dims=3, dtypes=INT_TYPES)
+    batch, height, width = sem_seg.shape
+    check_tensor("center_heatmap", center_heatmap, shape=(batch, 1, height, width), dtypes=FLOAT_TYPES)
+    check_tensor("offsets", offsets, shape=(batch, 2, height, width), dtypes=FLOAT_TYPES)
+    if foreground_mask is not None:
+        check_tensor("foreground_mask", foreground_mask, shape=(batch, height, width), dtypes=_MASK_TYPES)
+    panoptic = torch.empty((batch, height, width), dtype=torch.int64, device=sem_seg.device)
+    centers = []
+    for b in range(batch):
+        pan, ctr = get_panoptic_segmentation(
+            sem_seg[b : b + 1], center_heatmap[b], offsets[b], thing_ids, label_divisor, stuff_area, void_label,
+            threshold, nms_kernel, top_k, None if foreground_mask is None else foreground_mask[b : b + 1],
+        )  # fmt: skip
+        panoptic[b] = pan[0]
+        centers.append(ctr[0])
+    return panoptic, centers
