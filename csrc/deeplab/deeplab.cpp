@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -32,41 +33,78 @@ std::vector<int64_t> find_centers(const T* heatmap, int64_t height, int64_t widt
                                   int64_t nms_kernel, std::optional<int64_t> top_k) {
   const T threshold = static_cast<T>(threshold_d);
   const int64_t radius = (nms_kernel - 1) / 2;
-  // Row-wise window maximum of the thresholded map, NaN-propagating like max_pool2d.
-  std::vector<T> row_max(static_cast<size_t>(height * width));
+  // Only pixels whose thresholded value is positive can be centers; usually they are few, and
+  // each is checked against its window directly. When they are many, a separable window
+  // maximum (row pass, then column check) bounds the work by O(H * W * nms_kernel).
   std::vector<std::vector<std::pair<int64_t, T>>> peaks_by_row(height);
+  std::atomic<int64_t> candidates{0};
   at::parallel_for(0, height, kGrain, [&](int64_t begin, int64_t end) {
+    int64_t count = 0;
     for (int64_t y = begin; y < end; ++y) {
       const T* row = heatmap + y * width;
-      T* out = row_max.data() + y * width;
-      for (int64_t x = 0; x < width; ++x) {
-        T best = -std::numeric_limits<T>::infinity();
-        const int64_t lo = std::max<int64_t>(0, x - radius), hi = std::min<int64_t>(width - 1, x + radius);
-        for (int64_t i = lo; i <= hi; ++i) {
-          const T v = thresholded(row[i], threshold);
-          if (v > best || std::isnan(v)) best = v;
-          if (std::isnan(best)) break;
-        }
-        out[x] = best;
-      }
-    }
-  });
-  at::parallel_for(0, height, kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t y = begin; y < end; ++y) {
-      const T* row = heatmap + y * width;
-      const int64_t lo = std::max<int64_t>(0, y - radius), hi = std::min<int64_t>(height - 1, y + radius);
       for (int64_t x = 0; x < width; ++x) {
         const T value = thresholded(row[x], threshold);
-        if (!(value > T(0))) continue;  // only positive values can become centers
-        bool peak = true;
-        for (int64_t j = lo; j <= hi && peak; ++j) {
-          const T m = row_max[j * width + x];
-          peak = !std::isnan(m) && !(m > value);
+        if (value > T(0)) {
+          peaks_by_row[y].emplace_back(y * width + x, value);
+          ++count;
         }
-        if (peak) peaks_by_row[y].emplace_back(y * width + x, value);
       }
     }
+    candidates += count;
   });
+  const auto window_ok = [](T m, T value) { return !std::isnan(m) && !(m > value); };
+  if (candidates.load() * nms_kernel <= 2 * height * width) {
+    at::parallel_for(0, height, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t y = begin; y < end; ++y) {
+        auto& row = peaks_by_row[y];
+        const int64_t lo_y = std::max<int64_t>(0, y - radius), hi_y = std::min<int64_t>(height - 1, y + radius);
+        size_t kept = 0;
+        for (const auto& [flat, value] : row) {
+          const int64_t x = flat % width;
+          const int64_t lo_x = std::max<int64_t>(0, x - radius), hi_x = std::min<int64_t>(width - 1, x + radius);
+          bool peak = true;
+          for (int64_t j = lo_y; j <= hi_y && peak; ++j)
+            for (int64_t i = lo_x; i <= hi_x && peak; ++i)
+              peak = window_ok(thresholded(heatmap[j * width + i], threshold), value);
+          if (peak) row[kept++] = {flat, value};
+        }
+        row.resize(kept);
+      }
+    });
+  } else {
+    // Row-wise window maximum of the thresholded map, NaN-propagating like max_pool2d.
+    std::vector<T> row_max(static_cast<size_t>(height * width));
+    at::parallel_for(0, height, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t y = begin; y < end; ++y) {
+        const T* row = heatmap + y * width;
+        T* out = row_max.data() + y * width;
+        for (int64_t x = 0; x < width; ++x) {
+          T best = -std::numeric_limits<T>::infinity();
+          const int64_t lo = std::max<int64_t>(0, x - radius), hi = std::min<int64_t>(width - 1, x + radius);
+          for (int64_t i = lo; i <= hi; ++i) {
+            const T v = thresholded(row[i], threshold);
+            if (v > best || std::isnan(v)) best = v;
+            if (std::isnan(best)) break;
+          }
+          out[x] = best;
+        }
+      }
+    });
+    at::parallel_for(0, height, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t y = begin; y < end; ++y) {
+        auto& row = peaks_by_row[y];
+        const int64_t lo = std::max<int64_t>(0, y - radius), hi = std::min<int64_t>(height - 1, y + radius);
+        size_t kept = 0;
+        for (const auto& [flat, value] : row) {
+          const int64_t x = flat % width;
+          bool peak = true;
+          for (int64_t j = lo; j <= hi && peak; ++j) peak = window_ok(row_max[j * width + x], value);
+          if (peak) row[kept++] = {flat, value};
+        }
+        row.resize(kept);
+      }
+    });
+  }
   std::vector<std::pair<int64_t, T>> peaks;
   for (auto& row : peaks_by_row) peaks.insert(peaks.end(), row.begin(), row.end());
   if (top_k.has_value() && static_cast<int64_t>(peaks.size()) >= *top_k) {
@@ -120,6 +158,87 @@ inline int64_t nearest_center(const T* center_y, const T* center_x, int64_t num_
   return best;
 }
 
+// Candidate centers per cell of a coarse grid over the image: a location in a cell can only be
+// nearest to a center whose distance to the cell is within the smallest "farthest distance"
+// from the cell to any center. A margin far above float rounding keeps every center that could
+// tie, and candidates stay in index order, so the scan below picks exactly what a scan over all
+// centers picks. Locations outside the grid (offsets pointing off the image, NaN) scan all.
+class CenterGrid {
+ public:
+  static constexpr int64_t kCell = 16;
+
+  CenterGrid(const int64_t* centers, int64_t num_centers, int64_t height, int64_t width)
+      : rows_((height + kCell - 1) / kCell), cols_((width + kCell - 1) / kCell), start_(rows_ * cols_ + 1, 0) {
+    std::vector<double> near(num_centers), far(num_centers);
+    for (int64_t r = 0; r < rows_; ++r) {
+      for (int64_t c = 0; c < cols_; ++c) {
+        const double y0 = r * kCell, y1 = (r + 1) * kCell, x0 = c * kCell, x1 = (c + 1) * kCell;
+        double bound = std::numeric_limits<double>::infinity();
+        for (int64_t k = 0; k < num_centers; ++k) {
+          const double cy = static_cast<double>(centers[2 * k]), cx = static_cast<double>(centers[2 * k + 1]);
+          const double ny = std::max({y0 - cy, 0.0, cy - y1}), nx = std::max({x0 - cx, 0.0, cx - x1});
+          const double fy = std::max(std::abs(cy - y0), std::abs(cy - y1));
+          const double fx = std::max(std::abs(cx - x0), std::abs(cx - x1));
+          near[k] = std::sqrt(ny * ny + nx * nx);
+          far[k] = std::sqrt(fy * fy + fx * fx);
+          bound = std::min(bound, far[k]);
+        }
+        const double limit = bound + 1e-2 + 1e-5 * bound;
+        for (int64_t k = 0; k < num_centers; ++k)
+          if (near[k] <= limit) candidates_.push_back(k);
+        start_[r * cols_ + c + 1] = static_cast<int64_t>(candidates_.size());
+      }
+    }
+  }
+
+  // [first, last) of the candidate list for a location, or false when it lies outside the grid.
+  template <typename T>
+  bool lookup(T y, T x, const int64_t** first, const int64_t** last) const {
+    if (!(y >= T(0) && x >= T(0) && y < static_cast<T>(rows_ * kCell) && x < static_cast<T>(cols_ * kCell)))
+      return false;
+    const int64_t cell = static_cast<int64_t>(y) / kCell * cols_ + static_cast<int64_t>(x) / kCell;
+    *first = candidates_.data() + start_[cell];
+    *last = candidates_.data() + start_[cell + 1];
+    return true;
+  }
+
+ private:
+  int64_t rows_, cols_;
+  std::vector<int64_t> start_;
+  std::vector<int64_t> candidates_;
+};
+
+// Index of the nearest among the listed centers (in increasing index order), with the
+// semantics of nearest_center.
+template <typename T>
+inline int64_t nearest_listed(const T* center_y, const T* center_x, const int64_t* first, const int64_t* last,
+                              T loc_y, T loc_x) {
+  int64_t best = *first;
+  T best_sq = T(0), best_dist = T(0);
+  for (const int64_t* it = first; it != last; ++it) {
+    const int64_t k = *it;
+    const T dy = center_y[k] - loc_y;
+    const T dx = center_x[k] - loc_x;
+    const T dy2 = dy * dy;
+    const T dx2 = dx * dx;
+    const T sq = dy2 + dx2;
+    if (it == first) {
+      best_sq = sq;
+      best_dist = std::sqrt(sq);
+      continue;
+    }
+    if (sq < best_sq) {
+      const T dist = std::sqrt(sq);
+      best_sq = sq;
+      if (dist < best_dist) {
+        best_dist = dist;
+        best = k;
+      }
+    }
+  }
+  return best;
+}
+
 // Writes the 1-based nearest-center id of every pixel where `mask` (may be null) is set, 0 elsewhere.
 template <typename T>
 void group(const int64_t* centers, int64_t num_centers, const T* offsets, int64_t height, int64_t width,
@@ -129,6 +248,7 @@ void group(const int64_t* centers, int64_t num_centers, const T* offsets, int64_
     center_y[k] = static_cast<T>(centers[2 * k]);
     center_x[k] = static_cast<T>(centers[2 * k + 1]);
   }
+  const CenterGrid grid(centers, num_centers, height, width);
   const int64_t plane = height * width;
   at::parallel_for(0, height, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t y = begin; y < end; ++y) {
@@ -140,7 +260,12 @@ void group(const int64_t* centers, int64_t num_centers, const T* offsets, int64_
         }
         const T loc_y = static_cast<T>(y) + offsets[p];
         const T loc_x = static_cast<T>(x) + offsets[plane + p];
-        out[p] = 1 + nearest_center(center_y.data(), center_x.data(), num_centers, loc_y, loc_x);
+        const int64_t *first, *last;
+        if (grid.lookup(loc_y, loc_x, &first, &last)) {
+          out[p] = 1 + nearest_listed(center_y.data(), center_x.data(), first, last, loc_y, loc_x);
+        } else {
+          out[p] = 1 + nearest_center(center_y.data(), center_x.data(), num_centers, loc_y, loc_x);
+        }
       }
     }
   });
@@ -151,21 +276,35 @@ void group(const int64_t* centers, int64_t num_centers, const T* offsets, int64_
 class CompactIds {
  public:
   CompactIds(const int64_t* values, int64_t n, const uint8_t* select) {
-    int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
-    for (int64_t i = 0; i < n; ++i) {
-      if (select && !select[i]) continue;
-      lo = std::min(lo, values[i]);
-      hi = std::max(hi, values[i]);
-    }
-    if (lo > hi) return;  // nothing selected
-    const uint64_t span = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);
+    using Range = std::pair<int64_t, int64_t>;
+    const Range empty{std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::min()};
+    const Range range = at::parallel_reduce(
+        0, n, 1 << 16, empty,
+        [&](int64_t begin, int64_t end, Range r) {
+          for (int64_t i = begin; i < end; ++i) {  // branch-free: selections can be noisy
+            const bool take = !select || select[i];
+            r.first = std::min(r.first, take ? values[i] : r.first);
+            r.second = std::max(r.second, take ? values[i] : r.second);
+          }
+          return r;
+        },
+        [](Range a, Range b) { return Range{std::min(a.first, b.first), std::max(a.second, b.second)}; });
+    if (range.first > range.second) return;  // nothing selected
+    const uint64_t span = static_cast<uint64_t>(range.second) - static_cast<uint64_t>(range.first);
     if (span < (uint64_t(1) << 22) || span < static_cast<uint64_t>(4 * n)) {
-      offset_ = lo;
+      offset_ = range.first;
+      std::vector<uint8_t> present(span + 2, 0);  // the last slot absorbs unselected values
+      at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const bool take = !select || select[i];
+          uint8_t* flag = &present[take ? static_cast<uint64_t>(values[i] - offset_) : span + 1];
+          // Read before writing: few distinct values would otherwise bounce one cache line.
+          if (!__atomic_load_n(flag, __ATOMIC_RELAXED)) __atomic_store_n(flag, uint8_t(1), __ATOMIC_RELAXED);
+        }
+      });
       dense_.assign(span + 1, -1);
-      for (int64_t i = 0; i < n; ++i)
-        if (!select || select[i]) dense_[values[i] - lo] = 0;
       for (size_t v = 0; v < dense_.size(); ++v)
-        if (dense_[v] == 0) {
+        if (present[v]) {
           dense_[v] = static_cast<int32_t>(sorted_.size());
           sorted_.push_back(offset_ + static_cast<int64_t>(v));
         }
@@ -190,9 +329,9 @@ class CompactIds {
 };
 
 // merge_semantic_and_instance on flat arrays; `is_thing_pixel` = (ins > 0) & (thing_seg > 0).
-void merge(const int64_t* sem, const int64_t* ins, const uint8_t* is_thing_pixel, int64_t n, int64_t label_divisor,
-           const std::vector<int64_t>& thing_ids, int64_t stuff_area, int64_t void_label, int64_t* out) {
-  const CompactIds classes(sem, n, nullptr);
+void merge(const CompactIds& classes, const int64_t* sem, const int64_t* ins, const uint8_t* is_thing_pixel, int64_t n,
+           int64_t label_divisor, const std::vector<int64_t>& thing_ids, int64_t stuff_area, int64_t void_label,
+           int64_t* out) {
   const CompactIds instances(ins, n, is_thing_pixel);
   const int64_t num_labels = classes.size(), num_instances = instances.size();
   std::vector<int64_t> stuff_area_of(num_labels, 0);
@@ -206,13 +345,16 @@ void merge(const int64_t* sem, const int64_t* ins, const uint8_t* is_thing_pixel
     for (int64_t t = tb; t < te; ++t) {
       if (dense_votes) local_votes[t].assign(static_cast<size_t>(num_instances * num_labels), 0);
       local_stuff[t].assign(num_labels, 0);
+      int64_t* my_votes = dense_votes ? local_votes[t].data() : nullptr;
+      int64_t* my_stuff = local_stuff[t].data();
+      int32_t* my_class = class_index.data();
       for (int64_t p = t * chunk; p < std::min(n, (t + 1) * chunk); ++p) {
         const int64_t c = classes.index(sem[p]);
-        class_index[p] = static_cast<int32_t>(c);
+        my_class[p] = static_cast<int32_t>(c);
         if (is_thing_pixel[p]) {
-          if (dense_votes) ++local_votes[t][instances.index(ins[p]) * num_labels + c];
+          if (my_votes) ++my_votes[instances.index(ins[p]) * num_labels + c];
         } else if (ins[p] == 0) {
-          ++local_stuff[t][c];
+          ++my_stuff[c];
         }
       }
     }
@@ -286,20 +428,26 @@ void check_common(const at::Tensor& center_heatmap, int64_t nms_kernel, std::opt
   TORCH_CHECK(!top_k.has_value() || *top_k >= 1, "top_k must be None or >= 1, got ", top_k.value_or(0));
 }
 
-std::vector<uint8_t> thing_mask_from(const at::Tensor& sem, const std::optional<at::Tensor>& foreground,
-                                     at::IntArrayRef thing_ids) {
+std::vector<uint8_t> thing_mask_from(const CompactIds& classes, const at::Tensor& sem,
+                                     const std::optional<at::Tensor>& foreground, at::IntArrayRef thing_ids) {
   const int64_t n = sem.numel();
   std::vector<uint8_t> mask(n);
   if (foreground.has_value()) {
     const at::Tensor fg = foreground->contiguous();
     AT_DISPATCH_ALL_TYPES_AND(at::kBool, fg.scalar_type(), "foreground_mask", [&] {
       const scalar_t* f = fg.data_ptr<scalar_t>();
-      for (int64_t p = 0; p < n; ++p) mask[p] = f[p] > scalar_t(0);
+      at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) mask[p] = f[p] > scalar_t(0);
+      });
     });
   } else {
     const int64_t* s = sem.data_ptr<int64_t>();
     const std::unordered_set<int64_t> things(thing_ids.begin(), thing_ids.end());
-    for (int64_t p = 0; p < n; ++p) mask[p] = things.count(s[p]) > 0;
+    std::vector<uint8_t> is_thing_class(classes.size());
+    for (int64_t c = 0; c < classes.size(); ++c) is_thing_class[c] = things.count(classes.values()[c]) > 0;
+    at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) mask[p] = is_thing_class[classes.index(s[p])];
+    });
   }
   return mask;
 }
@@ -344,11 +492,14 @@ at::Tensor merge_semantic_and_instance_cpu(const at::Tensor& sem_seg, const at::
   const int64_t* i = ins.data_ptr<int64_t>();
   AT_DISPATCH_ALL_TYPES_AND(at::kBool, thing.scalar_type(), "semantic_thing_seg", [&] {
     const scalar_t* t = thing.data_ptr<scalar_t>();
-    for (int64_t p = 0; p < n; ++p) is_thing[p] = i[p] > 0 && t[p] > scalar_t(0);
+    at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) is_thing[p] = i[p] > 0 && t[p] > scalar_t(0);
+    });
   });
   at::Tensor out = at::empty(sem.sizes(), sem.options());
-  merge(sem.data_ptr<int64_t>(), i, is_thing.data(), n, label_divisor, thing_ids.vec(), stuff_area, void_label,
-        out.data_ptr<int64_t>());
+  const CompactIds classes(sem.data_ptr<int64_t>(), n, nullptr);
+  merge(classes, sem.data_ptr<int64_t>(), i, is_thing.data(), n, label_divisor, thing_ids.vec(), stuff_area,
+        void_label, out.data_ptr<int64_t>());
   return out;
 }
 
@@ -365,7 +516,8 @@ std::tuple<at::Tensor, at::Tensor> get_panoptic_segmentation_cpu(
               "center_heatmap must have shape [1, H, W] matching sem_seg, got ", center_heatmap.sizes());
   const int64_t height = sem_seg.size(1), width = sem_seg.size(2), n = height * width;
   const at::Tensor sem = sem_seg.to(at::kLong).contiguous();
-  const std::vector<uint8_t> thing = thing_mask_from(sem, foreground_mask, thing_ids);
+  const CompactIds classes(sem.data_ptr<int64_t>(), n, nullptr);
+  const std::vector<uint8_t> thing = thing_mask_from(classes, sem, foreground_mask, thing_ids);
   const std::vector<int64_t> flat = centers_of(center_heatmap, threshold, nms_kernel, top_k);
   at::Tensor centers = centers_tensor(flat, width);
   std::vector<int64_t> ins(n, 0);
@@ -378,9 +530,11 @@ std::tuple<at::Tensor, at::Tensor> get_panoptic_segmentation_cpu(
   }
   // Without centers detectron2's instance map is all zero, so no pixel is a thing pixel.
   std::vector<uint8_t> is_thing(n);
-  for (int64_t p = 0; p < n; ++p) is_thing[p] = ins[p] > 0;
+  at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) is_thing[p] = ins[p] > 0;
+  });
   at::Tensor panoptic = at::empty({1, height, width}, sem.options());
-  merge(sem.data_ptr<int64_t>(), ins.data(), is_thing.data(), n, label_divisor, thing_ids.vec(), stuff_area,
+  merge(classes, sem.data_ptr<int64_t>(), ins.data(), is_thing.data(), n, label_divisor, thing_ids.vec(), stuff_area,
         void_label, panoptic.data_ptr<int64_t>());
   return {panoptic, centers.unsqueeze(0)};
 }
