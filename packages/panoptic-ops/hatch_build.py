@@ -56,7 +56,11 @@ def find_nvcc() -> str | None:
 
 def cuda_home_for(nvcc: str) -> Path:
     """The toolkit folder holding lib64/libcudart.so (nvcc may be a wrapper script elsewhere)."""
-    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), str(Path(os.path.realpath(nvcc)).parent.parent)]
+    candidates = [
+        os.environ.get("CUDA_HOME"),
+        os.environ.get("CUDA_PATH"),
+        str(Path(os.path.realpath(nvcc)).parent.parent),
+    ]
     candidates.append("/usr/local/cuda")
     for candidate in filter(None, candidates):
         if (Path(candidate) / "lib64" / "libcudart.so").exists():
@@ -171,7 +175,9 @@ class CustomBuildHook(BuildHookInterface):
     def initialize(self, version, build_data):
         with_cuda = want_cuda()
         flavour = "cuda" if with_cuda else "cpu"
-        library = build_library(PACKAGE_ROOT / "build" / f"{flavour}-py{sys.version_info[0]}{sys.version_info[1]}", with_cuda)
+        library = build_library(
+            PACKAGE_ROOT / "build" / f"{flavour}-py{sys.version_info[0]}{sys.version_info[1]}", with_cuda
+        )
         if version == "editable":
             # dev-mode-dirs puts src/ on the path; the library has to sit next to the sources.
             target = PACKAGE_ROOT / "src" / "panoptic_ops" / "_C.so"

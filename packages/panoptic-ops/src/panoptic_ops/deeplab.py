@@ -152,9 +152,7 @@ def get_panoptic_segmentation(
     check_tensor("offsets", offsets, shape=(2, *size), dtypes=FLOAT_TYPES)
     if foreground_mask is not None:
         check_tensor("foreground_mask", foreground_mask, shape=(1, *size), dtypes=_MASK_TYPES)
-    check_same_device(
-        sem_seg=sem_seg, center_heatmap=center_heatmap, offsets=offsets, foreground_mask=foreground_mask
-    )
+    check_same_device(sem_seg=sem_seg, center_heatmap=center_heatmap, offsets=offsets, foreground_mask=foreground_mask)
     return torch.ops.panoptic_ops.get_panoptic_segmentation(
         sem_seg, center_heatmap, offsets, int_list("thing_ids", thing_ids), int(label_divisor), int(stuff_area),
         int(void_label), check_threshold("threshold", threshold), check_odd_kernel(nms_kernel), check_top_k(top_k),

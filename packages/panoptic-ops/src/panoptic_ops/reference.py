@@ -162,8 +162,11 @@ def matrix_nms(masks, labels, scores, kernel="gaussian", sigma=2.0, filter_thr=-
                mask_area=None):  # fmt: skip
     """mmdetection's mask_matrix_nms with stable sorts; returns (scores, labels, masks, keep_inds)."""
     if len(labels) == 0:
-        return scores.new_zeros(0), labels.new_zeros(0), masks.new_zeros(0, *masks.shape[-2:]), labels.new_zeros(
-            0, dtype=torch.int64
+        return (
+            scores.new_zeros(0),
+            labels.new_zeros(0),
+            masks.new_zeros(0, *masks.shape[-2:]),
+            labels.new_zeros(0, dtype=torch.int64),
         )
     if mask_area is None:
         mask_area = masks.sum((1, 2)).float()
