@@ -6,10 +6,15 @@ PIP := $(PY) -m pip
 TORCH_VERSION := 2.13.0
 PACKAGES := packages/panoptic-eval packages/panoptic-ops packages/panoptic-core packages/panoptic-models
 STAMP := $(VENV)/.installed
+# The compiled ops library, rebuilt (incrementally, by ninja) whenever a source under csrc/ changes.
+OPS_LIB := packages/panoptic-ops/src/panoptic_ops/_C.so
+CSRC := $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench venv ops clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(OPS_LIB)
+
+ops: $(OPS_LIB)
 
 $(STAMP): requirements/dev.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,17 +23,21 @@ $(STAMP): requirements/dev.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	$(PIP) install -q --no-build-isolation $(foreach p,$(PACKAGES),-e $(p))
 	touch $@
 
+$(OPS_LIB): $(STAMP) $(CSRC) packages/panoptic-ops/hatch_build.py
+	$(PIP) install -q --no-build-isolation --no-deps -e packages/panoptic-ops
+	touch $@
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) lint
+test: $(STAMP) $(OPS_LIB) lint
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(OPS_LIB)
 	$(PY) -m pytest benchmarks -q -p no:randomly --benchmark-columns=min,median,mean,rounds -o python_files="bench_*.py"
 
-demo: $(STAMP)
+demo: $(STAMP) $(OPS_LIB)
 	$(PY) examples/evaluate_demo.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks packages/*/build $(OPS_LIB)

@@ -21,15 +21,18 @@ def check_tensor(
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if dims is not None and value.dim() != dims:
-        raise ValueError(f"{name} must have {dims} dimensions, got shape {tuple(value.shape)}")
+        raise ValueError(f"{name} must have {dims} dimensions, got shape {_fmt(value.shape)}")
     if shape is not None:
-        expected = tuple("*" if s is None else s for s in shape)
         if value.dim() != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
-            raise ValueError(f"{name} must have shape {expected}, got {tuple(value.shape)}")
+            raise ValueError(f"{name} must have shape {_fmt(shape)}, got {_fmt(value.shape)}")
     if dtypes is not None and value.dtype not in dtypes:
         names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
         raise TypeError(f"{name} must have dtype {names}; got {str(value.dtype).replace('torch.', '')}")
     return value
+
+
+def _fmt(shape: Sequence[int | None]) -> str:
+    return "[" + ", ".join("*" if s is None else str(int(s)) for s in shape) + "]"
 
 
 def check_same_device(**tensors: torch.Tensor | None) -> None:
