@@ -9,6 +9,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -21,13 +23,15 @@ void check_boxes(const at::Tensor& boxes, const at::Tensor& scores) {
               boxes.size(0), ", got ", scores.sizes());
 }
 
-// Boxes gathered in score order, one array per coordinate, so the inner loop streams memory.
+// Boxes of one NMS problem in score order, one array per coordinate, so the inner loop streams
+// memory and vectorises.
 template <typename T>
 struct SortedBoxes {
   std::vector<T> x1, y1, x2, y2, area;
-  SortedBoxes(const T* boxes, const int64_t* order, int64_t n) : x1(n), y1(n), x2(n), y2(n), area(n) {
+  SortedBoxes(const T* boxes, const int64_t* order, const int64_t* ranks, int64_t n)
+      : x1(n), y1(n), x2(n), y2(n), area(n) {
     for (int64_t r = 0; r < n; ++r) {
-      const T* b = boxes + 4 * order[r];
+      const T* b = boxes + 4 * order[ranks ? ranks[r] : r];
       x1[r] = b[0];
       y1[r] = b[1];
       x2[r] = b[2];
@@ -37,30 +41,41 @@ struct SortedBoxes {
   }
 };
 
-// Greedy NMS over the ranks listed in `ranks` (increasing); sets keep[rank] for the survivors.
-// The IoU is computed in T exactly as torchvision's CPU kernel and compared with the double
-// threshold.
+// The largest T not above `threshold`: for any T value v (NaN included),
+// v > that  <=>  double(v) > threshold, so the comparison can stay in T.
 template <typename T>
-void greedy(const SortedBoxes<T>& b, const std::vector<int64_t>& ranks, double iou_threshold, uint8_t* keep) {
-  const int64_t m = static_cast<int64_t>(ranks.size());
+T threshold_in(double threshold) {
+  T t = static_cast<T>(threshold);
+  if (static_cast<double>(t) > threshold) t = std::nextafter(t, -std::numeric_limits<T>::infinity());
+  return t;
+}
+
+// Greedy NMS over boxes in score order; sets keep[r] for the survivors. The IoU is computed in T
+// exactly as torchvision's CPU kernel (std::max / std::min, area without +1) and is compared
+// with the double threshold.
+template <typename T>
+void greedy(const SortedBoxes<T>& b, double iou_threshold, uint8_t* keep) {
+  const int64_t m = static_cast<int64_t>(b.x1.size());
+  const T threshold = threshold_in<T>(iou_threshold);
   std::vector<uint8_t> suppressed(m, 0);
-  for (int64_t a = 0; a < m; ++a) {
-    if (suppressed[a]) continue;
-    const int64_t i = ranks[a];
+  const T *x1 = b.x1.data(), *y1 = b.y1.data(), *x2 = b.x2.data(), *y2 = b.y2.data(), *area = b.area.data();
+  uint8_t* sup = suppressed.data();
+  for (int64_t i = 0; i < m; ++i) {
+    if (sup[i]) continue;
     keep[i] = 1;
-    const T ix1 = b.x1[i], iy1 = b.y1[i], ix2 = b.x2[i], iy2 = b.y2[i], iarea = b.area[i];
-    for (int64_t c = a + 1; c < m; ++c) {
-      if (suppressed[c]) continue;
-      const int64_t j = ranks[c];
-      const T xx1 = std::max(ix1, b.x1[j]);
-      const T yy1 = std::max(iy1, b.y1[j]);
-      const T xx2 = std::min(ix2, b.x2[j]);
-      const T yy2 = std::min(iy2, b.y2[j]);
-      const T w = std::max(static_cast<T>(0), xx2 - xx1);
-      const T h = std::max(static_cast<T>(0), yy2 - yy1);
+    const T ix1 = x1[i], iy1 = y1[i], ix2 = x2[i], iy2 = y2[i], iarea = area[i];
+    // Branch-free over every later box (suppressed ones too): the loop vectorises.
+    for (int64_t j = i + 1; j < m; ++j) {
+      const T xx1 = ix1 < x1[j] ? x1[j] : ix1;  // std::max(ix1, x1[j])
+      const T yy1 = iy1 < y1[j] ? y1[j] : iy1;
+      const T xx2 = x2[j] < ix2 ? x2[j] : ix2;  // std::min(ix2, x2[j])
+      const T yy2 = y2[j] < iy2 ? y2[j] : iy2;
+      const T dw = xx2 - xx1, dh = yy2 - yy1;
+      const T w = T(0) < dw ? dw : T(0);  // std::max(T(0), dw)
+      const T h = T(0) < dh ? dh : T(0);
       const T inter = w * h;
-      const T ovr = inter / (iarea + b.area[j] - inter);
-      if (static_cast<double>(ovr) > iou_threshold) suppressed[c] = 1;
+      const T ovr = inter / (iarea + area[j] - inter);
+      sup[j] |= static_cast<uint8_t>(ovr > threshold);
     }
   }
 }
@@ -87,11 +102,9 @@ at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, double iou
   const at::Tensor order = score_order(scores);
   const at::Tensor b = boxes.contiguous();
   std::vector<uint8_t> keep(n, 0);
-  std::vector<int64_t> ranks(n);
-  std::iota(ranks.begin(), ranks.end(), 0);
   AT_DISPATCH_FLOATING_TYPES(b.scalar_type(), "nms", [&] {
-    const SortedBoxes<scalar_t> sorted(b.data_ptr<scalar_t>(), order.data_ptr<int64_t>(), n);
-    greedy(sorted, ranks, iou_threshold, keep.data());
+    const SortedBoxes<scalar_t> sorted(b.data_ptr<scalar_t>(), order.data_ptr<int64_t>(), nullptr, n);
+    greedy(sorted, iou_threshold, keep.data());
   });
   return kept_in_order(order, keep);
 }
@@ -121,9 +134,15 @@ at::Tensor batched_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, co
   }
   std::vector<uint8_t> keep(n, 0);
   AT_DISPATCH_FLOATING_TYPES(b.scalar_type(), "batched_nms", [&] {
-    const SortedBoxes<scalar_t> sorted(b.data_ptr<scalar_t>(), o, n);
     at::parallel_for(0, static_cast<int64_t>(groups.size()), 1, [&](int64_t begin, int64_t end) {
-      for (int64_t g = begin; g < end; ++g) greedy(sorted, groups[g], iou_threshold, keep.data());
+      for (int64_t g = begin; g < end; ++g) {
+        const std::vector<int64_t>& ranks = groups[g];
+        const int64_t m = static_cast<int64_t>(ranks.size());
+        const SortedBoxes<scalar_t> sorted(b.data_ptr<scalar_t>(), o, ranks.data(), m);
+        std::vector<uint8_t> group_keep(m, 0);
+        greedy(sorted, iou_threshold, group_keep.data());
+        for (int64_t r = 0; r < m; ++r) keep[ranks[r]] = group_keep[r];
+      }
     });
   });
   return kept_in_order(order, keep);

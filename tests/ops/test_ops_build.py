@@ -15,9 +15,15 @@ import panoptic_ops
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "packages" / "panoptic-ops"
 OPS = [
-    "find_instance_center", "group_pixels", "merge_semantic_and_instance", "get_panoptic_segmentation", "nms",
-    "batched_nms", "box_filtered_similarity", "box_filtered_assign",
-]  # fmt: skip
+    "find_instance_center",
+    "group_pixels",
+    "merge_semantic_and_instance",
+    "get_panoptic_segmentation",
+    "nms",
+    "batched_nms",
+    "box_filtered_similarity",
+    "box_filtered_assign",
+]
 
 sys.path.insert(0, str(PACKAGE))
 import hatch_build  # noqa: E402
@@ -35,7 +41,9 @@ def test_every_cuda_kernel_compiles_and_registers():
     if hatch_build.find_nvcc() is None:
         pytest.skip("no CUDA toolkit (nvcc) on this machine: the CUDA build cannot be compiled here")
     library = hatch_build.build_library(PACKAGE / "build" / "cuda-check", with_cuda=True)
-    checks = "; ".join(f"assert C._dispatch_has_kernel_for_dispatch_key('panoptic_ops::{op}', 'CUDA'), '{op}'" for op in OPS)
+    checks = "; ".join(
+        f"assert C._dispatch_has_kernel_for_dispatch_key('panoptic_ops::{op}', 'CUDA'), '{op}'" for op in OPS
+    )
     result = run_python(f"import torch, torch._C as C; torch.ops.load_library({str(library)!r}); {checks}")
     assert result.returncode == 0, result.stderr
 
@@ -51,9 +59,22 @@ def test_missing_library_error_says_how_to_build(tmp_path):
 
 def test_wheel_carries_the_library(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(PACKAGE), "-w", str(tmp_path)],
-        capture_output=True, text=True, env={**os.environ, "PANOPTIC_OPS_CUDA": "0"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(PACKAGE),
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PANOPTIC_OPS_CUDA": "0"},
+    )
     assert result.returncode == 0, result.stderr
     (wheel,) = tmp_path.glob("panoptic_ops-*.whl")
     tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
@@ -62,7 +83,9 @@ def test_wheel_carries_the_library(tmp_path):
         names = archive.namelist()
         assert "panoptic_ops/_C.so" in names and "panoptic_ops/reference.py" in names
         archive.extractall(tmp_path / "site")
-    loaded = run_python("import panoptic_ops, torch; print(panoptic_ops.nms(torch.zeros(1, 4), torch.ones(1), 0.5).tolist())",
-                        PYTHONPATH=str(tmp_path / "site"))  # fmt: skip
+    loaded = run_python(
+        "import panoptic_ops, torch; print(panoptic_ops.nms(torch.zeros(1, 4), torch.ones(1), 0.5).tolist())",
+        PYTHONPATH=str(tmp_path / "site"),
+    )
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == "[0]"

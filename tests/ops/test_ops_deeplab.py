@@ -35,7 +35,9 @@ def detectron2_transcription(sem_seg, center_heatmap, offsets, thing_ids, label_
         ins = torch.zeros_like(sem_seg)
     else:
         h, w = offsets.shape[1:]
-        ys, xs = torch.meshgrid(torch.arange(h, dtype=offsets.dtype), torch.arange(w, dtype=offsets.dtype), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=offsets.dtype), torch.arange(w, dtype=offsets.dtype), indexing="ij"
+        )
         loc = (torch.stack([ys, xs]) + offsets).flatten(1).T.unsqueeze(0)
         distance = torch.norm(centers.unsqueeze(1) - loc, dim=-1)
         ins = thing_seg * (torch.argmin(distance, dim=0).reshape(1, h, w) + 1)

@@ -66,7 +66,9 @@ def test_kernel_fusion_hand_worked():
         assert s.tolist() == pytest.approx([0.9, 0.7, 0.6, 0.5]) and lab.tolist() == [3, 3, 4, 3]
     # The cumsum rule: a kernel similar to two earlier kept kernels joins only the first.
     k = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.9, 0.45]])  # 2 ~ 0 (0.89) and 2 ~ 1 (0.9)
-    fused, _, _, keep = panoptic_ops.kernel_fusion(k, torch.tensor([3.0, 2.0, 1.0]), torch.zeros(3, dtype=torch.long), 0.85)
+    fused, _, _, keep = panoptic_ops.kernel_fusion(
+        k, torch.tensor([3.0, 2.0, 1.0]), torch.zeros(3, dtype=torch.long), 0.85
+    )
     assert keep.tolist() == [0, 1]
     assert torch.allclose(fused[0], (k[0] + k[2]) / 2) and torch.allclose(fused[1], k[1])
 
@@ -97,7 +99,9 @@ def test_opcheck_and_compile(device):
         test_utils=("test_schema", "test_faketensor"),
     )
     torch.library.opcheck(
-        torch.ops.panoptic_ops.kernel_fusion, (kernels, scores, labels, 0.9), test_utils=("test_schema", "test_faketensor")
+        torch.ops.panoptic_ops.kernel_fusion,
+        (kernels, scores, labels, 0.9),
+        test_utils=("test_schema", "test_faketensor"),
     )
 
     def run(masks, labels, scores, kernels):

@@ -115,12 +115,28 @@ def test_opcheck_and_compile(device):
 @pytest.mark.parametrize(
     ("args", "error", "match"),
     [
-        ((torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 4), torch.zeros(1, 2, 4), 4), ValueError, r"queries must have shape \[1, \*, 3\]"),
-        ((torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 3), torch.zeros(1, 3, 4), 4), ValueError, r"boxes must have shape \[1, 2, 4\]"),
-        ((torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 3), torch.zeros(1, 2, 4), 0), ValueError, "stride must be a positive"),
-        ((torch.zeros(1, 3, 4, 4, dtype=torch.long), torch.zeros(1, 2, 3), torch.zeros(1, 2, 4), 4), TypeError, "embeddings must be a floating"),
+        (
+            (torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 4), torch.zeros(1, 2, 4), 4),
+            ValueError,
+            r"queries must have shape \[1, \*, 3\]",
+        ),
+        (
+            (torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 3), torch.zeros(1, 3, 4), 4),
+            ValueError,
+            r"boxes must have shape \[1, 2, 4\]",
+        ),
+        (
+            (torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 3), torch.zeros(1, 2, 4), 0),
+            ValueError,
+            "stride must be a positive",
+        ),
+        (
+            (torch.zeros(1, 3, 4, 4, dtype=torch.long), torch.zeros(1, 2, 3), torch.zeros(1, 2, 4), 4),
+            TypeError,
+            "embeddings must be a floating",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_arguments(args, error, match):
     with pytest.raises(error, match=match):
         panoptic_ops.box_filtered_similarity(*args)
