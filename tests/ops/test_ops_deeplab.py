@@ -259,6 +259,13 @@ def test_empty_image(device):
         torch.zeros(2, 0, 5, device=device), THINGS, 1000, 1, 0,
     )  # fmt: skip
     assert pan.shape == (1, 0, 5) and ctr.shape == (1, 0, 2)
+    assert panoptic_ops.find_instance_center(torch.zeros(1, 0, 5, device=device)).shape == (0, 2)
+    empty_long = torch.zeros(1, 0, 5, dtype=torch.long, device=device)
+    assert panoptic_ops.merge_semantic_and_instance(empty_long, empty_long, empty_long, 1000, [1], 1, 0).shape == (
+        1,
+        0,
+        5,
+    )
 
 
 # --- torch.library integration ------------------------------------------------------------------

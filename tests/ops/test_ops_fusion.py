@@ -121,3 +121,10 @@ def test_bad_arguments():
         panoptic_ops.matrix_nms(torch.zeros(2, 2, 2), torch.zeros(1, dtype=torch.long), torch.zeros(2))
     with pytest.raises(ValueError, match="kernels must have 2 dimensions"):
         panoptic_ops.kernel_fusion(torch.zeros(2, 3, 1), torch.zeros(2), torch.zeros(2, dtype=torch.long))
+
+
+def test_kernel_fusion_empty(device):
+    out = panoptic_ops.kernel_fusion(
+        torch.zeros(0, 4, device=device), torch.zeros(0, device=device), torch.zeros(0, dtype=torch.long, device=device)
+    )
+    assert [tuple(t.shape) for t in out] == [(0, 4), (0,), (0,), (0,)]
