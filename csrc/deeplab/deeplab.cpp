@@ -124,40 +124,6 @@ std::vector<int64_t> find_centers(const T* heatmap, int64_t height, int64_t widt
   return flat;
 }
 
-// Index (0-based) of the nearest center for the pixel at (y, x), detectron2's
-// argmin(torch.norm(center - (coord + offset))): the distance is sqrt(dy*dy + dx*dx) in T with
-// each operation rounded, ties and NaN go to the first center.
-template <typename T>
-inline int64_t nearest_center(const T* center_y, const T* center_x, int64_t num_centers, T loc_y, T loc_x) {
-  int64_t best = 0;
-  T best_sq = std::numeric_limits<T>::quiet_NaN();
-  T best_dist = best_sq;
-  for (int64_t k = 0; k < num_centers; ++k) {
-    const T dy = center_y[k] - loc_y;
-    const T dx = center_x[k] - loc_x;
-    const T dy2 = dy * dy;
-    const T dx2 = dx * dx;
-    const T sq = dy2 + dx2;
-    if (k == 0) {
-      best_sq = sq;
-      best_dist = std::sqrt(sq);
-      if (std::isnan(sq)) return 0;
-      continue;
-    }
-    if (std::isnan(sq)) return k;
-    if (sq < best_sq) {
-      // sqrt can round two different squares to one distance; then the first center wins.
-      const T dist = std::sqrt(sq);
-      best_sq = sq;
-      if (dist < best_dist) {
-        best_dist = dist;
-        best = k;
-      }
-    }
-  }
-  return best;
-}
-
 // Candidate centers per cell of a coarse grid over the image: a location in a cell can only be
 // nearest to a center whose distance to the cell is within the smallest "farthest distance"
 // from the cell to any center. A margin far above float rounding keeps every center that could
@@ -208,26 +174,26 @@ class CenterGrid {
   std::vector<int64_t> candidates_;
 };
 
-// Index of the nearest among the listed centers (in increasing index order), with the
-// semantics of nearest_center.
-template <typename T>
-inline int64_t nearest_listed(const T* center_y, const T* center_x, const int64_t* first, const int64_t* last,
-                              T loc_y, T loc_x) {
-  int64_t best = *first;
+// Index of the nearest of `count` centers, the i-th being center_at(i) (increasing indices):
+// detectron2's argmin(torch.norm(center - (coord + offset))) with the distance
+// sqrt(dy*dy + dx*dx) in T, every operation rounded; ties and NaN go to the first center.
+template <typename T, typename CenterAt>
+inline int64_t nearest(const T* center_y, const T* center_x, int64_t count, CenterAt center_at, T loc_y, T loc_x) {
+  int64_t best = center_at(0);
   T best_sq = T(0), best_dist = T(0);
-  for (const int64_t* it = first; it != last; ++it) {
-    const int64_t k = *it;
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t k = center_at(i);
     const T dy = center_y[k] - loc_y;
     const T dx = center_x[k] - loc_x;
     const T dy2 = dy * dy;
     const T dx2 = dx * dx;
     const T sq = dy2 + dx2;
-    if (it == first) {
+    if (std::isnan(sq)) return i == 0 ? best : k;  // argmin returns the first NaN
+    if (i == 0) {
       best_sq = sq;
       best_dist = std::sqrt(sq);
-      continue;
-    }
-    if (sq < best_sq) {
+    } else if (sq < best_sq) {
+      // sqrt can round two different squares to one distance; then the first center wins.
       const T dist = std::sqrt(sq);
       best_sq = sq;
       if (dist < best_dist) {
@@ -262,9 +228,10 @@ void group(const int64_t* centers, int64_t num_centers, const T* offsets, int64_
         const T loc_x = static_cast<T>(x) + offsets[plane + p];
         const int64_t *first, *last;
         if (grid.lookup(loc_y, loc_x, &first, &last)) {
-          out[p] = 1 + nearest_listed(center_y.data(), center_x.data(), first, last, loc_y, loc_x);
+          out[p] = 1 + nearest(center_y.data(), center_x.data(), last - first,
+                               [first](int64_t i) { return first[i]; }, loc_y, loc_x);
         } else {
-          out[p] = 1 + nearest_center(center_y.data(), center_x.data(), num_centers, loc_y, loc_x);
+          out[p] = 1 + nearest(center_y.data(), center_x.data(), num_centers, [](int64_t i) { return i; }, loc_y, loc_x);
         }
       }
     }
