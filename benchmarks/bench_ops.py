@@ -54,33 +54,40 @@ def test_deeplab_ops(benchmark, size):
     assert torch.equal(got[0], want[0])
 
 
+def cuda_timed(fn, *args):
+    """fn(*args) followed by a device synchronisation, so the benchmark times the kernels."""
+
+    def run():
+        out = fn(*args)
+        torch.cuda.synchronize()
+        return out
+
+    return run
+
+
+def cuda_deeplab_args():
+    sem, hm, off = deeplab_scene(1025, 2049, 40, seed=1)
+    return (sem.cuda(), hm.cuda(), off.cuda(), THINGS, 1000, 2048, 0, 0.1, 7, 200)
+
+
 @CUDA
 def test_deeplab_cuda_1025x2049(benchmark):
     benchmark.group = "get_panoptic_segmentation 1025x2049 K=40 (CUDA)"
     benchmark.extra_info["peer"] = "panoptic_ops.reference on the same GPU"
-    sem, hm, off = deeplab_scene(1025, 2049, 40, seed=1)
-    args = (sem.cuda(), hm.cuda(), off.cuda(), THINGS, 1000, 2048, 0, 0.1, 7, 200)
-
-    def reference():
-        out = ref.get_panoptic_segmentation(*args)
-        torch.cuda.synchronize()
-        return out
-
-    benchmark.pedantic(reference, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(
+        cuda_timed(ref.get_panoptic_segmentation, *cuda_deeplab_args()), rounds=3, iterations=1, warmup_rounds=1
+    )
 
 
 @CUDA
 def test_deeplab_cuda_ops_1025x2049(benchmark):
     benchmark.group = "get_panoptic_segmentation 1025x2049 K=40 (CUDA)"
-    sem, hm, off = deeplab_scene(1025, 2049, 40, seed=1)
-    args = (sem.cuda(), hm.cuda(), off.cuda(), THINGS, 1000, 2048, 0, 0.1, 7, 200)
-
-    def ours():
-        out = panoptic_ops.get_panoptic_segmentation(*args)
-        torch.cuda.synchronize()
-        return out
-
-    benchmark.pedantic(ours, rounds=50, iterations=1, warmup_rounds=5)
+    benchmark.pedantic(
+        cuda_timed(panoptic_ops.get_panoptic_segmentation, *cuda_deeplab_args()),
+        rounds=50,
+        iterations=1,
+        warmup_rounds=5,
+    )
 
 
 MEMORY_SCRIPT = """

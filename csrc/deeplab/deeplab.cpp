@@ -53,23 +53,26 @@ std::vector<int64_t> find_centers(const T* heatmap, int64_t height, int64_t widt
     candidates += count;
   });
   const auto window_ok = [](T m, T value) { return !std::isnan(m) && !(m > value); };
-  if (candidates.load() * nms_kernel <= 2 * height * width) {
+  // Keeps, row by row and in place, the candidates for which is_peak(y, x, value) holds.
+  const auto keep_peaks = [&](auto is_peak) {
     at::parallel_for(0, height, kGrain, [&](int64_t begin, int64_t end) {
       for (int64_t y = begin; y < end; ++y) {
         auto& row = peaks_by_row[y];
-        const int64_t lo_y = std::max<int64_t>(0, y - radius), hi_y = std::min<int64_t>(height - 1, y + radius);
         size_t kept = 0;
-        for (const auto& [flat, value] : row) {
-          const int64_t x = flat % width;
-          const int64_t lo_x = std::max<int64_t>(0, x - radius), hi_x = std::min<int64_t>(width - 1, x + radius);
-          bool peak = true;
-          for (int64_t j = lo_y; j <= hi_y && peak; ++j)
-            for (int64_t i = lo_x; i <= hi_x && peak; ++i)
-              peak = window_ok(thresholded(heatmap[j * width + i], threshold), value);
-          if (peak) row[kept++] = {flat, value};
-        }
+        for (const auto& [flat, value] : row)
+          if (is_peak(y, flat % width, value)) row[kept++] = {flat, value};
         row.resize(kept);
       }
+    });
+  };
+  if (candidates.load() * nms_kernel <= 2 * height * width) {
+    keep_peaks([&](int64_t y, int64_t x, T value) {
+      const int64_t lo_y = std::max<int64_t>(0, y - radius), hi_y = std::min<int64_t>(height - 1, y + radius);
+      const int64_t lo_x = std::max<int64_t>(0, x - radius), hi_x = std::min<int64_t>(width - 1, x + radius);
+      for (int64_t j = lo_y; j <= hi_y; ++j)
+        for (int64_t i = lo_x; i <= hi_x; ++i)
+          if (!window_ok(thresholded(heatmap[j * width + i], threshold), value)) return false;
+      return true;
     });
   } else {
     // Row-wise window maximum of the thresholded map, NaN-propagating like max_pool2d.
@@ -90,19 +93,11 @@ std::vector<int64_t> find_centers(const T* heatmap, int64_t height, int64_t widt
         }
       }
     });
-    at::parallel_for(0, height, kGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t y = begin; y < end; ++y) {
-        auto& row = peaks_by_row[y];
-        const int64_t lo = std::max<int64_t>(0, y - radius), hi = std::min<int64_t>(height - 1, y + radius);
-        size_t kept = 0;
-        for (const auto& [flat, value] : row) {
-          const int64_t x = flat % width;
-          bool peak = true;
-          for (int64_t j = lo; j <= hi && peak; ++j) peak = window_ok(row_max[j * width + x], value);
-          if (peak) row[kept++] = {flat, value};
-        }
-        row.resize(kept);
-      }
+    keep_peaks([&](int64_t y, int64_t x, T value) {
+      const int64_t lo = std::max<int64_t>(0, y - radius), hi = std::min<int64_t>(height - 1, y + radius);
+      for (int64_t j = lo; j <= hi; ++j)
+        if (!window_ok(row_max[j * width + x], value)) return false;
+      return true;
     });
   }
   std::vector<std::pair<int64_t, T>> peaks;
