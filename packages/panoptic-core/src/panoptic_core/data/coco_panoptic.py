@@ -1,0 +1,178 @@
+"""COCO panoptic datasets: images, panoptic PNGs and one JSON (Cityscapes, Mapillary and ADE20K too)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from panoptic_eval import PanopticEvalError
+from panoptic_eval.formats import read_id_png, read_json, resolve_in_folder
+
+from ..errors import DatasetError
+from .structures import Categories, PanopticTarget, Segment, segment_stats
+
+__all__ = ["CocoPanopticDataset", "read_image"]
+
+Transform = Callable[[torch.Tensor, PanopticTarget], tuple[torch.Tensor, PanopticTarget]]
+
+
+def read_image(path: str | os.PathLike, *, where: str = "") -> torch.Tensor:
+    """Read an image file as Tensor[3, H, W] uint8 (RGB); a clear error naming the file otherwise."""
+    label = f"{where}: " if where else ""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise DatasetError(f"{label}image {path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DatasetError(f"{label}image {path}: unreadable or corrupt ({exc})") from None
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
+
+
+class CocoPanopticDataset(Dataset):
+    """A panoptic dataset in COCO panoptic format.
+
+    Each item is ``(image, target)``: ``image`` is Tensor[3, H, W] uint8 (RGB) and ``target``
+    a :class:`PanopticTarget` (id map as Tensor[H, W] int64, 0 = VOID, and the segments with
+    category id, contiguous class index, isthing and iscrowd). ``transforms(image, target)``,
+    if given, is applied to both together.
+
+    The JSON is checked when the dataset is built (categories, annotations, segment ids and
+    category ids); each image is checked when it is read (sizes of image and PNG agree, every
+    id in the PNG is listed, every listed segment is in the PNG). Areas and boxes are taken
+    from the PNG. File names from the JSON may name subfolders but never leave their folder.
+
+    Args:
+        json_file: the panoptic JSON (``annotations``, ``categories``, optional ``images``).
+        image_dir: folder of the images; an annotation's image is found through the JSON's
+            ``images`` entry with the same ``id``, else by its PNG name with ``.jpg``.
+        panoptic_dir: folder of the panoptic PNGs (defaults to ``json_file`` without ``.json``).
+        transforms: callable ``(image, target) -> (image, target)``.
+    """
+
+    def __init__(
+        self,
+        json_file: str | os.PathLike,
+        image_dir: str | os.PathLike,
+        panoptic_dir: str | os.PathLike | None = None,
+        transforms: Transform | None = None,
+    ) -> None:
+        self.json_file = Path(json_file)
+        self.image_dir = Path(image_dir)
+        self.panoptic_dir = Path(panoptic_dir) if panoptic_dir is not None else self.json_file.with_suffix("")
+        self.transforms = transforms
+        try:
+            data = read_json(self.json_file, what="panoptic JSON")
+        except PanopticEvalError as exc:
+            raise DatasetError(str(exc)) from None
+        where = f"panoptic JSON {self.json_file}"
+        if not isinstance(data, Mapping):
+            raise DatasetError(f"{where}: expected a JSON object at the top level")
+        for key in ("annotations", "categories"):
+            if not isinstance(data.get(key), list):
+                raise DatasetError(f"{where}: missing or malformed '{key}' list")
+        try:
+            self.categories = Categories.from_list(data["categories"])
+        except DatasetError as exc:
+            raise DatasetError(f"{where}: {exc}") from None
+        images = {}
+        for n, img in enumerate(data.get("images") or []):
+            if not isinstance(img, Mapping) or "id" not in img or "file_name" not in img:
+                raise DatasetError(f"{where}: images[{n}] needs 'id' and 'file_name'")
+            images[img["id"]] = img["file_name"]
+        self._records = [self._parse_annotation(n, ann, images, where) for n, ann in enumerate(data["annotations"])]
+
+    @classmethod
+    def from_root(cls, root: str | os.PathLike, split: str, transforms: Transform | None = None) -> CocoPanopticDataset:
+        """The DESIGN.md layout: ``ROOT/<split>/``, ``ROOT/panoptic_<split>/``,
+        ``ROOT/annotations/panoptic_<split>.json`` (what ``panoptic-core synth`` writes)."""
+        root = Path(root)
+        return cls(
+            root / "annotations" / f"panoptic_{split}.json",
+            root / split,
+            root / f"panoptic_{split}",
+            transforms=transforms,
+        )
+
+    def _parse_annotation(self, n: int, ann: Any, images: Mapping[Any, str], where: str) -> dict[str, Any]:
+        if not isinstance(ann, Mapping):
+            raise DatasetError(f"{where}: annotations[{n}] is not an object")
+        for key in ("image_id", "file_name", "segments_info"):
+            if key not in ann:
+                raise DatasetError(f"{where}: annotations[{n}] has no '{key}'")
+        label = f"{where}, image_id {ann['image_id']!r}"
+        if not isinstance(ann["segments_info"], list):
+            raise DatasetError(f"{label}: 'segments_info' is not a list")
+        segments, seen = [], set()
+        for k, seg in enumerate(ann["segments_info"]):
+            if not isinstance(seg, Mapping) or "id" not in seg or "category_id" not in seg:
+                raise DatasetError(f"{label}: segments_info[{k}] needs 'id' and 'category_id'")
+            try:
+                seg_id, cat_id = int(seg["id"]), int(seg["category_id"])
+            except (TypeError, ValueError):
+                raise DatasetError(f"{label}: segments_info[{k}] has a non-integer id or category_id") from None
+            if not 0 < seg_id < 1 << 24:
+                raise DatasetError(f"{label}: segment id {seg_id} is outside [1, 2**24)")
+            if seg_id in seen:
+                raise DatasetError(f"{label}: segment id {seg_id} is listed twice")
+            if cat_id not in self.categories:
+                raise DatasetError(f"{label}: segment {seg_id} has unknown category_id {cat_id}")
+            seen.add(seg_id)
+            segments.append((seg_id, cat_id, bool(seg.get("iscrowd", 0))))
+        image_name = images.get(ann["image_id"]) or str(Path(str(ann["file_name"])).with_suffix(".jpg"))
+        return {
+            "image_id": ann["image_id"],
+            "png": ann["file_name"],
+            "image": image_name,
+            "segments": segments,
+            "label": label,
+        }
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def load(self, index: int) -> tuple[torch.Tensor, PanopticTarget]:
+        """The untransformed ``(image, target)`` of item ``index``."""
+        rec = self._records[index]
+        label = rec["label"]
+        try:
+            png = resolve_in_folder(self.panoptic_dir, rec["png"], where=label)
+            img_path = resolve_in_folder(self.image_dir, rec["image"], where=label)
+            ids_np = read_id_png(png, image_label=f"image_id {rec['image_id']!r}")
+        except PanopticEvalError as exc:
+            raise DatasetError(str(exc)) from None
+        image = read_image(img_path, where=label)
+        if tuple(image.shape[1:]) != ids_np.shape:
+            raise DatasetError(
+                f"{label}: image {img_path} is {image.shape[2]}x{image.shape[1]} but its panoptic PNG {png} "
+                f"is {ids_np.shape[1]}x{ids_np.shape[0]} (width x height)"
+            )
+        ids = torch.from_numpy(ids_np.astype(np.int64))
+        listed = {s[0] for s in rec["segments"]}
+        present = set(np.unique(ids_np).tolist()) - {0}
+        if present - listed:
+            extra = sorted(present - listed)[:5]
+            raise DatasetError(f"{label}: PNG {png} has segment ids {extra} that segments_info does not list")
+        if listed - present:
+            missing = sorted(listed - present)[:5]
+            raise DatasetError(f"{label}: segments {missing} of segments_info are absent from PNG {png}")
+        stats = segment_stats(ids, [s[0] for s in rec["segments"]])
+        segments = []
+        for (seg_id, cat_id, crowd), (area, bbox) in zip(rec["segments"], stats, strict=True):
+            k = self.categories.class_index(cat_id)
+            segments.append(Segment(seg_id, cat_id, k, self.categories.isthing[k], crowd, area, bbox))
+        return image, PanopticTarget(ids, segments, rec["image_id"], str(rec["png"]))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, PanopticTarget]:
+        image, target = self.load(index)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target

@@ -1,0 +1,141 @@
+"""Batching: pad images and id maps to one size, record padding, generate method targets."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .structures import PanopticTarget
+
+__all__ = ["PanopticBatch", "PanopticCollate", "stack_targets"]
+
+
+@dataclass
+class PanopticBatch:
+    """A padded batch.
+
+    Attributes:
+        images (Tensor[B, 3, H, W]): images padded bottom/right with ``pad_value``.
+        padding_mask (Tensor[B, H, W] bool): True on padded pixels.
+        targets: per-image targets, id maps padded with VOID (0) to H x W.
+        image_sizes: (h, w) of each image before padding.
+        method_targets: the target generator's output (tensors stacked over the batch,
+            per-image ragged entries as lists), empty without a generator.
+    """
+
+    images: torch.Tensor
+    padding_mask: torch.Tensor
+    targets: list[PanopticTarget]
+    image_sizes: list[tuple[int, int]]
+    method_targets: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> PanopticBatch:
+        """The batch with every tensor (method targets included) on ``device``."""
+
+        def move(x: Any) -> Any:
+            if isinstance(x, torch.Tensor):
+                return x.to(device, non_blocking=non_blocking)
+            if isinstance(x, list):
+                return [move(v) for v in x]
+            if isinstance(x, tuple):
+                return tuple(move(v) for v in x)
+            if isinstance(x, dict):
+                return {k: move(v) for k, v in x.items()}
+            return x
+
+        return PanopticBatch(
+            move(self.images),
+            move(self.padding_mask),
+            [t.replace(ids=t.ids.to(device, non_blocking=non_blocking)) for t in self.targets],
+            list(self.image_sizes),
+            move(self.method_targets),
+        )
+
+    def pin_memory(self) -> PanopticBatch:
+        """Called by DataLoader(pin_memory=True)."""
+        return PanopticBatch(
+            self.images.pin_memory(),
+            self.padding_mask.pin_memory(),
+            self.targets,
+            self.image_sizes,
+            self.method_targets,
+        )
+
+
+def stack_targets(per_image: Sequence[dict[str, Any]], ragged: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Stack per-image target dicts: tensors along a new batch dim, ``ragged`` keys and lists of
+    per-level tensors level by level (each level stacked), anything else as a list."""
+    if not per_image:
+        return {}
+    out: dict[str, Any] = {}
+    for key in per_image[0]:
+        values = [d[key] for d in per_image]
+        if key in ragged:
+            out[key] = values
+        elif isinstance(values[0], torch.Tensor):
+            out[key] = torch.stack(values)
+        elif isinstance(values[0], (list, tuple)) and values[0] and isinstance(values[0][0], torch.Tensor):
+            out[key] = [torch.stack(level) for level in zip(*values, strict=True)]
+        else:
+            out[key] = values
+    return out
+
+
+class PanopticCollate:
+    """``collate_fn`` for a DataLoader over ``(image, PanopticTarget)`` items.
+
+    Pads every image and id map of the batch to the largest height and width, rounded up to
+    ``size_divisibility``, then runs ``target_generator`` (if any) on each padded target, in
+    the worker processes. Picklable, so it works with any number of workers.
+
+    Args:
+        size_divisibility: pad sizes up to a multiple of this (the backbone's largest stride).
+        pad_value: value of padded image pixels (0 is the mean after :class:`Normalize`).
+        target_generator: callable ``PanopticTarget -> dict`` with an optional ``ragged``
+            attribute naming keys that stay per-image lists.
+    """
+
+    def __init__(
+        self,
+        size_divisibility: int = 32,
+        pad_value: float = 0.0,
+        target_generator: Callable[[PanopticTarget], dict[str, Any]] | None = None,
+    ) -> None:
+        self.size_divisibility = int(size_divisibility)
+        self.pad_value = pad_value
+        self.target_generator = target_generator
+
+    def __call__(self, items: Sequence[tuple[torch.Tensor, PanopticTarget]]) -> PanopticBatch:
+        if not items:
+            raise ValueError("PanopticCollate: empty batch")
+        d = max(1, self.size_divisibility)
+        height = math.ceil(max(img.shape[-2] for img, _ in items) / d) * d
+        width = math.ceil(max(img.shape[-1] for img, _ in items) / d) * d
+        images, masks, targets, sizes = [], [], [], []
+        for img, tgt in items:
+            h, w = img.shape[-2:]
+            if tuple(tgt.ids.shape) != (h, w):
+                raise ValueError(
+                    f"PanopticCollate: image {tgt.image_id!r} is {h}x{w} but its id map is "
+                    f"{tgt.ids.shape[0]}x{tgt.ids.shape[1]}"
+                )
+            pad = (0, width - w, 0, height - h)
+            images.append(F.pad(img, pad, value=self.pad_value))
+            mask = torch.ones((height, width), dtype=torch.bool)
+            mask[:h, :w] = False
+            masks.append(mask)
+            targets.append(tgt.replace(ids=F.pad(tgt.ids, pad, value=0)))
+            sizes.append((int(h), int(w)))
+        method_targets: dict[str, Any] = {}
+        if self.target_generator is not None:
+            generated = [self.target_generator(t) for t in targets]
+            method_targets = stack_targets(generated, getattr(self.target_generator, "ragged", frozenset()))
+        return PanopticBatch(torch.stack(images), torch.stack(masks), targets, sizes, method_targets)

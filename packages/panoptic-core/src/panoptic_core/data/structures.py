@@ -1,0 +1,212 @@
+"""What a panoptic sample holds: category metadata, segments and the id map."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import DatasetError
+
+__all__ = ["Categories", "PanopticTarget", "Segment", "segment_stats"]
+
+
+@dataclass(frozen=True)
+class Categories:
+    """COCO panoptic categories with contiguous indices.
+
+    ``class_index`` of a category is its position in the JSON's ``categories`` list (what
+    detectron2 calls the contiguous id); things and stuff also get their own contiguous
+    numbering (``thing_index`` / ``stuff_index``, -1 for the other kind).
+
+    Attributes:
+        items: the category dicts as read (``id``, ``name``, ``isthing``, optional ``color``).
+    """
+
+    items: tuple[Mapping[str, Any], ...]
+    ids: tuple[int, ...] = field(init=False)
+    isthing: tuple[bool, ...] = field(init=False)
+    thing_index: tuple[int, ...] = field(init=False)
+    stuff_index: tuple[int, ...] = field(init=False)
+    _by_id: Mapping[int, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ids, isthing = [], []
+        for n, cat in enumerate(self.items):
+            if not isinstance(cat, Mapping) or "id" not in cat:
+                raise DatasetError(f"categories[{n}]: expected an object with an 'id', got {cat!r}")
+            try:
+                ids.append(int(cat["id"]))
+            except (TypeError, ValueError):
+                raise DatasetError(f"categories[{n}]: id {cat['id']!r} is not an integer") from None
+            isthing.append(bool(cat.get("isthing", 0)))
+        if len(set(ids)) != len(ids):
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            raise DatasetError(f"categories: duplicate category ids {dup}")
+        things = stuff = 0
+        thing_index, stuff_index = [], []
+        for t in isthing:
+            thing_index.append(things if t else -1)
+            stuff_index.append(-1 if t else stuff)
+            things += t
+            stuff += not t
+        object.__setattr__(self, "ids", tuple(ids))
+        object.__setattr__(self, "isthing", tuple(isthing))
+        object.__setattr__(self, "thing_index", tuple(thing_index))
+        object.__setattr__(self, "stuff_index", tuple(stuff_index))
+        object.__setattr__(self, "_by_id", {c: n for n, c in enumerate(ids)})
+
+    @classmethod
+    def from_list(cls, categories: Sequence[Mapping[str, Any]]) -> Categories:
+        return cls(tuple(dict(c) for c in categories))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_things(self) -> int:
+        return sum(self.isthing)
+
+    @property
+    def num_stuff(self) -> int:
+        return len(self.ids) - self.num_things
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(str(c.get("name", c["id"])) for c in self.items)
+
+    @property
+    def thing_classes(self) -> tuple[int, ...]:
+        """Class indices of the thing categories, in order."""
+        return tuple(n for n, t in enumerate(self.isthing) if t)
+
+    @property
+    def stuff_classes(self) -> tuple[int, ...]:
+        return tuple(n for n, t in enumerate(self.isthing) if not t)
+
+    def class_index(self, category_id: int) -> int:
+        """Contiguous index of a dataset category id; KeyError if unknown."""
+        return self._by_id[int(category_id)]
+
+    def __contains__(self, category_id: object) -> bool:
+        return category_id in self._by_id
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [dict(c) for c in self.items]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment of a panoptic annotation (a COCO ``segments_info`` entry, resolved).
+
+    Attributes:
+        id: the segment id in the id map (never 0, which is VOID).
+        category_id: the dataset's category id.
+        class_index: contiguous index of the category (see :class:`Categories`).
+        isthing: whether the category is a thing.
+        iscrowd: crowd region (a group of things annotated as one segment).
+        area: number of pixels with this id in the current id map.
+        bbox: (x, y, w, h) in pixels, COCO style: covers pixels x .. x + w - 1.
+    """
+
+    id: int
+    category_id: int
+    class_index: int
+    isthing: bool
+    iscrowd: bool
+    area: int
+    bbox: tuple[int, int, int, int]
+
+    def to_coco(self) -> dict[str, Any]:
+        """The COCO ``segments_info`` entry."""
+        return {
+            "id": self.id,
+            "category_id": self.category_id,
+            "iscrowd": int(self.iscrowd),
+            "area": self.area,
+            "bbox": list(self.bbox),
+        }
+
+
+@dataclass
+class PanopticTarget:
+    """The panoptic annotation of one image.
+
+    Attributes:
+        ids (Tensor[H, W] int64): segment id per pixel, 0 = VOID (unlabelled).
+        segments: the segments present in ``ids``, in annotation order.
+        image_id: the image's id from the JSON.
+        file_name: the panoptic PNG's name (for messages).
+    """
+
+    ids: torch.Tensor
+    segments: list[Segment]
+    image_id: Any = None
+    file_name: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.ids.shape[-2]), int(self.ids.shape[-1])
+
+    def masks(self) -> torch.Tensor:
+        """Tensor[N, H, W] bool: one mask per segment, in ``segments`` order."""
+        seg_ids = torch.tensor([s.id for s in self.segments], dtype=self.ids.dtype, device=self.ids.device)
+        return self.ids.unsqueeze(0) == seg_ids.view(-1, 1, 1)
+
+    def replace(self, **changes: Any) -> PanopticTarget:
+        return dataclasses.replace(self, **changes)
+
+    def refreshed(self, ids: torch.Tensor) -> PanopticTarget:
+        """This target with a new id map: areas and boxes recomputed, vanished segments dropped."""
+        stats = segment_stats(ids, [s.id for s in self.segments])
+        segments = [
+            dataclasses.replace(s, area=area, bbox=bbox)
+            for s, (area, bbox) in zip(self.segments, stats, strict=True)
+            if area > 0
+        ]
+        return dataclasses.replace(self, ids=ids, segments=segments)
+
+
+def segment_stats(ids: torch.Tensor, segment_ids: Sequence[int]) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """(area, COCO bbox) of each listed segment id in an id map; area 0 and bbox zeros when absent.
+
+    One pass over the map: pixels are sorted by segment, and each segment's row and column
+    extremes come from segment-wise reductions.
+    """
+    if not segment_ids:
+        return []
+    height, width = ids.shape[-2:]
+    flat = ids.reshape(-1)
+    wanted = torch.tensor(list(segment_ids), dtype=flat.dtype, device=flat.device)
+    order = torch.argsort(wanted)
+    sorted_ids = wanted[order]
+    slot = torch.searchsorted(sorted_ids, flat).clamp_(max=len(sorted_ids) - 1)
+    hit = sorted_ids[slot] == flat
+    slot = slot[hit]
+    pos = torch.nonzero(hit).squeeze(1)
+    ys, xs = pos // width, pos % width
+    n = len(sorted_ids)
+    area = torch.bincount(slot, minlength=n)
+    big = height + width + 1
+    ymin = torch.full((n,), big, dtype=torch.int64, device=flat.device).scatter_reduce(0, slot, ys, "amin")
+    ymax = torch.full((n,), -1, dtype=torch.int64, device=flat.device).scatter_reduce(0, slot, ys, "amax")
+    xmin = torch.full((n,), big, dtype=torch.int64, device=flat.device).scatter_reduce(0, slot, xs, "amin")
+    xmax = torch.full((n,), -1, dtype=torch.int64, device=flat.device).scatter_reduce(0, slot, xs, "amax")
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(n, device=order.device)
+    out = []
+    for i in inverse.tolist():
+        a = int(area[i])
+        if a == 0:
+            out.append((0, (0, 0, 0, 0)))
+            continue
+        x0, y0 = int(xmin[i]), int(ymin[i])
+        out.append((a, (x0, y0, int(xmax[i]) - x0 + 1, int(ymax[i]) - y0 + 1)))
+    return out
