@@ -1,0 +1,107 @@
+"""Building blocks shared by the target generators."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..data.structures import Segment
+
+__all__ = [
+    "centroids",
+    "draw_centernet_gaussian",
+    "gaussian_radius",
+    "segment_index_map",
+    "subsample",
+]
+
+
+def segment_index_map(ids: torch.Tensor, segments: Sequence[Segment]) -> torch.Tensor:
+    """Tensor[H, W] int64: index into ``segments`` of each pixel's segment, -1 for VOID or unlisted ids."""
+    if not segments:
+        return torch.full(ids.shape, -1, dtype=torch.int64, device=ids.device)
+    seg_ids = torch.tensor([s.id for s in segments], dtype=ids.dtype, device=ids.device)
+    order = torch.argsort(seg_ids)
+    sorted_ids = seg_ids[order]
+    slot = torch.searchsorted(sorted_ids, ids.contiguous()).clamp_(max=len(segments) - 1)
+    hit = sorted_ids[slot] == ids
+    return torch.where(hit, order[slot], torch.full_like(slot, -1))
+
+
+def centroids(index: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask centroids and areas of segments 0..count-1 of an index map.
+
+    Returns:
+        (Tensor[count, 2] float64 (y, x) means of pixel indices, NaN for empty segments;
+        Tensor[count] int64 areas). Sums of integer coordinates are exact in float64, so the
+        means equal ``numpy.mean`` of the pixel indices.
+    """
+    height, width = index.shape
+    flat = index.reshape(-1)
+    keep = flat >= 0
+    pos = torch.nonzero(keep).squeeze(1)
+    slot = flat[keep]
+    area = torch.bincount(slot, minlength=count)[:count]
+    ys = torch.zeros(count, dtype=torch.float64, device=index.device).index_add_(0, slot, (pos // width).double())
+    xs = torch.zeros(count, dtype=torch.float64, device=index.device).index_add_(0, slot, (pos % width).double())
+    n = area.double()
+    return torch.stack([ys / n, xs / n], dim=1), area
+
+
+def subsample(ids: torch.Tensor, stride: int) -> torch.Tensor:
+    """Nearest sampling of a label map at 1/stride: output pixel (y, x) reads input pixel
+    (y*stride + stride//2, x*stride + stride//2), the centre convention of panoptic_ops."""
+    if stride == 1:
+        return ids
+    off = stride // 2
+    return ids[..., off::stride, off::stride]
+
+
+def gaussian_radius(height: torch.Tensor, width: torch.Tensor, min_overlap: float = 0.7) -> torch.Tensor:
+    """CornerNet's Gaussian radius for boxes of the given size (as CenterNet and Panoptic FCN use it):
+    the smallest of the three radii keeping a corner-shifted box at IoU >= ``min_overlap``."""
+    height, width = height.double(), width.double()
+    b1 = height + width
+    c1 = width * height * (1 - min_overlap) / (1 + min_overlap)
+    r1 = (b1 + torch.sqrt(b1**2 - 4 * c1)) / 2
+    b2 = 2 * (height + width)
+    c2 = (1 - min_overlap) * width * height
+    r2 = (b2 + torch.sqrt(b2**2 - 16 * c2)) / 2
+    a3 = 4 * min_overlap
+    b3 = -2 * min_overlap * (height + width)
+    c3 = (min_overlap - 1) * width * height
+    r3 = (b3 + torch.sqrt(b3**2 - 4 * a3 * c3)) / 2
+    return torch.minimum(r1, torch.minimum(r2, r3))
+
+
+def draw_centernet_gaussian(heatmap: torch.Tensor, cx: int, cy: int, radius: int, sigma_factor: float = 6.0) -> None:
+    """Max a (2r+1)^2 Gaussian with sigma = (2r+1)/sigma_factor into ``heatmap`` (Tensor[H, W]) at (cx, cy).
+
+    Values below float64 eps times the peak are zeroed, as in CenterNet's ``gaussian2D``.
+    """
+    radius = max(int(radius), 0)
+    diameter = 2 * radius + 1
+    sigma = diameter / sigma_factor
+    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    g = np.exp(-(x * x + y * y) / (2 * sigma * sigma))
+    g[g < np.finfo(g.dtype).eps * g.max()] = 0
+    height, width = heatmap.shape
+    left, right = min(cx, radius), min(width - cx, radius + 1)
+    top, bottom = min(cy, radius), min(height - cy, radius + 1)
+    if min(left + right, top + bottom) <= 0:
+        return
+    window = heatmap[cy - top : cy + bottom, cx - left : cx + right]
+    patch = torch.from_numpy(g[radius - top : radius + bottom, radius - left : radius + right]).to(heatmap)
+    torch.maximum(window, patch, out=window)
+
+
+def round_half_even(value: float) -> int:
+    """Python's round(): ties to even, as detectron2's ``int(round(x))``."""
+    return int(round(value))
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b) if b > 0 else math.inf

@@ -1,0 +1,129 @@
+"""Panoptic-DeepLab targets: semantic labels and weights, centre heatmap, offsets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.structures import PanopticTarget
+from .common import centroids, round_half_even, segment_index_map
+
+__all__ = ["PanopticDeepLabTargets", "deeplab_gaussian"]
+
+
+def deeplab_gaussian(sigma: float) -> np.ndarray:
+    """The (6 sigma + 3)^2 Gaussian kernel (peak 1 at its centre 3 sigma + 1) Panoptic-DeepLab draws."""
+    size = int(6 * sigma + 3)
+    x = np.arange(0, size, 1, float)
+    y = x[:, None]
+    x0 = y0 = 3 * sigma + 1
+    return np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * sigma**2))
+
+
+class PanopticDeepLabTargets:
+    """Targets of Panoptic-DeepLab (Cheng et al., CVPR 2020), as detectron2's
+    ``PanopticDeepLabTargetGenerator`` computes them, element for element.
+
+    * ``semantic`` (Tensor[H, W] int64): class index per pixel, ``ignore_label`` on VOID
+      (and on crowd when ``ignore_crowd_in_semantic``).
+    * ``semantic_weights`` (Tensor[H, W]): ``small_instance_weight`` (3) on pixels of thing
+      instances smaller than ``small_instance_area`` (4096 px), else 1.
+    * ``center`` (Tensor[1, H, W]): max over instances of a Gaussian (sigma 8) at the mask
+      centroid rounded to the nearest pixel (ties to even).
+    * ``center_weights`` (Tensor[1, H, W]): 1 on labelled non-crowd pixels, 0 on VOID and crowd.
+    * ``offset`` (Tensor[2, H, W]): (dy, dx) from each thing pixel to its instance's centroid.
+    * ``offset_weights`` (Tensor[1, H, W]): 1 on non-crowd thing pixels (stuff too unless
+      ``ignore_stuff_in_offset``).
+    * ``center_points`` (ragged, Tensor[K, 2] float64): the (y, x) centroids.
+
+    Crowd segments get no centre and no offset. Segments of thing classes with no pixels (cropped
+    away) are skipped.
+    """
+
+    ragged = frozenset({"center_points"})
+
+    def __init__(
+        self,
+        sigma: float = 8,
+        ignore_label: int = 255,
+        small_instance_area: int = 4096,
+        small_instance_weight: float = 3,
+        ignore_stuff_in_offset: bool = True,
+        ignore_crowd_in_semantic: bool = False,
+    ) -> None:
+        self.sigma = sigma
+        self.ignore_label = ignore_label
+        self.small_instance_area = small_instance_area
+        self.small_instance_weight = small_instance_weight
+        self.ignore_stuff_in_offset = ignore_stuff_in_offset
+        self.ignore_crowd_in_semantic = ignore_crowd_in_semantic
+        self.gaussian = deeplab_gaussian(sigma)
+
+    def __call__(self, target: PanopticTarget) -> dict[str, Any]:
+        ids = target.ids
+        height, width = ids.shape
+        segs = target.segments
+        n = len(segs)
+        index = segment_index_map(ids, segs)
+        centre, area = centroids(index, n)
+
+        label = torch.tensor(
+            [self.ignore_label if (self.ignore_crowd_in_semantic and s.iscrowd) else s.class_index for s in segs]
+            + [self.ignore_label],
+            dtype=torch.int64,
+        )
+        small = [s.isthing and 0 < int(a) < self.small_instance_area for s, a in zip(segs, area, strict=True)]
+        sem_w = torch.tensor([self.small_instance_weight if m else 1.0 for m in small] + [1.0], dtype=torch.float32)
+        ctr_w = torch.tensor([0.0 if s.iscrowd else 1.0 for s in segs] + [0.0], dtype=torch.float32)
+        off_w = torch.tensor(
+            [float(not s.iscrowd and (s.isthing or not self.ignore_stuff_in_offset)) for s in segs] + [0.0],
+            dtype=torch.float32,
+        )
+        lut = index.clone()
+        lut[lut < 0] = n  # the extra last entry of each table is VOID
+
+        # As in detectron2, crowd things still get a centre and offsets; their weights are 0.
+        heat = np.zeros((height, width), dtype=np.float32)
+        g = self.gaussian
+        s3 = 3 * self.sigma
+        points = []
+        has_offset = torch.zeros(n + 1, dtype=torch.bool)
+        centre_y = torch.zeros(n + 1, dtype=torch.float64)
+        centre_x = torch.zeros(n + 1, dtype=torch.float64)
+        for k, seg in enumerate(segs):
+            if not seg.isthing or int(area[k]) == 0:
+                continue
+            cy, cx = float(centre[k, 0]), float(centre[k, 1])
+            points.append((cy, cx))
+            has_offset[k] = True
+            centre_y[k], centre_x[k] = cy, cx
+            y, x = round_half_even(cy), round_half_even(cx)
+            ul = int(np.round(x - s3 - 1)), int(np.round(y - s3 - 1))
+            br = int(np.round(x + s3 + 2)), int(np.round(y + s3 + 2))
+            gx0, gx1 = max(0, -ul[0]), min(br[0], width) - ul[0]
+            gy0, gy1 = max(0, -ul[1]), min(br[1], height) - ul[1]
+            hx0, hx1 = max(0, ul[0]), min(br[0], width)
+            hy0, hy1 = max(0, ul[1]), min(br[1], height)
+            if hx1 > hx0 and hy1 > hy0:
+                heat[hy0:hy1, hx0:hx1] = np.maximum(heat[hy0:hy1, hx0:hx1], g[gy0:gy1, gx0:gx1])
+
+        yy = torch.arange(height, dtype=torch.float64).view(-1, 1)
+        xx = torch.arange(width, dtype=torch.float64).view(1, -1)
+        on = has_offset[lut]
+        offset = torch.stack(
+            [
+                torch.where(on, centre_y[lut] - yy, 0.0),
+                torch.where(on, centre_x[lut] - xx, 0.0),
+            ]
+        ).float()
+        return {
+            "semantic": label[lut],
+            "semantic_weights": sem_w[lut],
+            "center": torch.from_numpy(heat)[None],
+            "center_weights": ctr_w[lut][None],
+            "offset": offset,
+            "offset_weights": off_w[lut][None],
+            "center_points": torch.tensor(points, dtype=torch.float64).reshape(-1, 2),
+        }
