@@ -124,6 +124,12 @@ class Segment:
     area: int
     bbox: tuple[int, int, int, int]
 
+    @property
+    def xyxy(self) -> tuple[int, int, int, int]:
+        """The box as (x1, y1, x2, y2) edges: (x, y, x + w, y + h)."""
+        x, y, w, h = self.bbox
+        return x, y, x + w, y + h
+
     def to_coco(self) -> dict[str, Any]:
         """The COCO ``segments_info`` entry."""
         return {

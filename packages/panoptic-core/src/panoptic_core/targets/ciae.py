@@ -109,8 +109,7 @@ class CIAETargets:
         lut = torch.where(index < 0, len(segs), index)
 
         boxes = torch.tensor(
-            [[s.bbox[0], s.bbox[1], s.bbox[0] + s.bbox[2], s.bbox[1] + s.bbox[3]] for s in (segs[k] for k in instances)],
-            dtype=torch.float32,
+[segs[k].xyxy for k in instances], dtype=torch.float32
         ).reshape(-1, 4)
         classes = torch.tensor([cats.thing_index[segs[k].class_index] for k in instances], dtype=torch.int64)
         segment_boxes = torch.cat(

@@ -39,7 +39,7 @@ def centroids(index: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tens
         Tensor[count] int64 areas). Sums of integer coordinates are exact in float64, so the
         means equal ``numpy.mean`` of the pixel indices.
     """
-    height, width = index.shape
+    width = index.shape[1]
     flat = index.reshape(-1)
     keep = flat >= 0
     pos = torch.nonzero(keep).squeeze(1)
@@ -100,7 +100,7 @@ def draw_centernet_gaussian(heatmap: torch.Tensor, cx: int, cy: int, radius: int
 
 def round_half_even(value: float) -> int:
     """Python's round(): ties to even, as detectron2's ``int(round(x))``."""
-    return int(round(value))
+    return round(value)
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -98,9 +98,7 @@ class PanopticFCNTargets:
             nz = torch.nonzero(m).float()
             centres.append(nz.mean(0)[[1, 0]] if len(nz) else torch.tensor([float("nan")] * 2))
         boxes = torch.tensor(
-            [[segs[k].bbox[0], segs[k].bbox[1], segs[k].bbox[0] + segs[k].bbox[2], segs[k].bbox[1] + segs[k].bbox[3]]
-             for k in instances],
-            dtype=torch.float32,
+[segs[k].xyxy for k in instances], dtype=torch.float32
         ).reshape(-1, 4)
         scale = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
 
