@@ -26,8 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("out", help="output folder (must not exist or be empty, unless --overwrite)")
     synth.add_argument("--train", type=int, default=default.train, help=f"training images (default {default.train})")
     synth.add_argument("--val", type=int, default=default.val, help=f"validation images (default {default.val})")
-    synth.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=(default.height, default.width),
-                       help=f"image height and width (default {default.height} {default.width})")
+    synth.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=(default.height, default.width),
+        help=f"image height and width (default {default.height} {default.width})",
+    )
     synth.add_argument("--seed", type=int, default=default.seed, help=f"random seed (default {default.seed})")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     return parser
@@ -36,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = SyntheticConfig(train=args.train, val=args.val, height=args.size[0], width=args.size[1],
-                                 seed=args.seed)
+        config = SyntheticConfig(
+            train=args.train, val=args.val, height=args.size[0], width=args.size[1], seed=args.seed
+        )
         out = write_synthetic_dataset(args.out, config, overwrite=args.overwrite)
     except (DatasetError, OSError) as exc:
         print(f"panoptic-core synth: error: {exc}", file=sys.stderr)

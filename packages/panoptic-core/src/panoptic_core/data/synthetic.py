@@ -46,10 +46,14 @@ _STUFF = (
 
 def synthetic_categories() -> list[dict[str, Any]]:
     """The synthetic dataset's COCO panoptic categories (ids are not contiguous, like COCO's)."""
-    cats = [{"id": c["id"], "name": c["name"], "supercategory": "shape", "isthing": 1, "color": list(c["color"])}
-            for c in _THINGS]
-    cats += [{"id": c["id"], "name": c["name"], "supercategory": "region", "isthing": 0, "color": list(c["color"])}
-             for c in _STUFF]
+    cats = [
+        {"id": c["id"], "name": c["name"], "supercategory": "shape", "isthing": 1, "color": list(c["color"])}
+        for c in _THINGS
+    ]
+    cats += [
+        {"id": c["id"], "name": c["name"], "supercategory": "region", "isthing": 0, "color": list(c["color"])}
+        for c in _STUFF
+    ]
     return cats
 
 
@@ -175,8 +179,15 @@ def make_synthetic_image(
         cy, cx = rng.uniform(0.2 * height, 0.8 * height), rng.uniform(0.2 * width, 0.8 * width)
         crowd = np.zeros((height, width), bool)
         for _ in range(int(rng.integers(5, 12))):
-            crowd |= _shape_mask(0, yy, xx, cy + rng.normal(0, small / 12), cx + rng.normal(0, small / 12),
-                                 float(rng.uniform(1.5, 3.5)), 0.0)
+            crowd |= _shape_mask(
+                0,
+                yy,
+                xx,
+                cy + rng.normal(0, small / 12),
+                cx + rng.normal(0, small / 12),
+                float(rng.uniform(1.5, 3.5)),
+                0.0,
+            )
         seg = new_id()
         image[crowd] = np.array(_THINGS[kind]["color"], np.float32) + rng.normal(0, 25, 3)
         ids[crowd] = seg
@@ -209,8 +220,9 @@ def _measure(ids: np.ndarray, info: list[dict]) -> list[dict]:
     return out
 
 
-def write_synthetic_dataset(out: str | os.PathLike, config: SyntheticConfig | None = None, *,
-                            overwrite: bool = False) -> Path:
+def write_synthetic_dataset(
+    out: str | os.PathLike, config: SyntheticConfig | None = None, *, overwrite: bool = False
+) -> Path:
     """Write a synthetic dataset in the COCO panoptic layout of DESIGN.md.
 
     ``OUT/{train,val}/NNNNNN.jpg``, ``OUT/panoptic_{train,val}/NNNNNN.png`` and

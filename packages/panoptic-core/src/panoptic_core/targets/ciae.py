@@ -108,9 +108,7 @@ class CIAETargets:
             inst_of_seg[k] = n
         lut = torch.where(index < 0, len(segs), index)
 
-        boxes = torch.tensor(
-[segs[k].xyxy for k in instances], dtype=torch.float32
-        ).reshape(-1, 4)
+        boxes = torch.tensor([segs[k].xyxy for k in instances], dtype=torch.float32).reshape(-1, 4)
         classes = torch.tensor([cats.thing_index[segs[k].class_index] for k in instances], dtype=torch.int64)
         segment_boxes = torch.cat(
             [torch.tensor(UNBOXED, dtype=torch.float32).expand(num_stuff, 4), expand_boxes(boxes, self.box_expand)]

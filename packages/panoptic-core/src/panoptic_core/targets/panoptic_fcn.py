@@ -97,9 +97,7 @@ class PanopticFCNTargets:
         for m in masks:
             nz = torch.nonzero(m).float()
             centres.append(nz.mean(0)[[1, 0]] if len(nz) else torch.tensor([float("nan")] * 2))
-        boxes = torch.tensor(
-[segs[k].xyxy for k in instances], dtype=torch.float32
-        ).reshape(-1, 4)
+        boxes = torch.tensor([segs[k].xyxy for k in instances], dtype=torch.float32).reshape(-1, 4)
         scale = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
 
         out: dict[str, Any] = {"thing_heatmap": [], "stuff_heatmap": [], "level_instances": [], "level_centers": []}
