@@ -1,0 +1,253 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from panoptic_core.data import Categories, PanopticTarget, Segment, make_synthetic_image, segment_stats
+from panoptic_core.data.synthetic import synthetic_categories
+from panoptic_core.targets import (
+    CIAETargets,
+    EINetTargets,
+    PanopticDeepLabTargets,
+    PanopticFCNTargets,
+    SOLOv2Targets,
+    guided_positions,
+)
+from panoptic_ops import UNBOXED
+
+CATS = Categories.from_list(synthetic_categories())  # things 1, 2, 3, 5; stuff 92, 95, 110, 150
+
+
+def _target(ids: np.ndarray, cats: dict[int, int], crowd=()) -> PanopticTarget:
+    """An id map with segment -> category id; segments in id order."""
+    t_ids = torch.from_numpy(ids.astype(np.int64))
+    present = sorted(int(i) for i in np.unique(ids) if i)
+    segs = []
+    for i, (area, bbox) in zip(present, segment_stats(t_ids, present), strict=True):
+        k = CATS.class_index(cats[i])
+        segs.append(Segment(i, cats[i], k, CATS.isthing[k], i in crowd, area, bbox))
+    return PanopticTarget(t_ids, segs, 0, "scene.png")
+
+
+def _synthetic(seed: int, h: int = 96, w: int = 128) -> PanopticTarget:
+    _, ids, info = make_synthetic_image(np.random.default_rng(seed), h, w)
+    return _target(ids, {s["id"]: s["category_id"] for s in info}, crowd={s["id"] for s in info if s["iscrowd"]})
+
+
+def _deeplab_reference(target: PanopticTarget, sigma=8, ignore=255, small_area=4096, small_w=3):
+    """detectron2's PanopticDeepLabTargetGenerator, written out plainly with numpy."""
+    panoptic = target.ids.numpy()
+    h, w = panoptic.shape
+    size = 6 * sigma + 3
+    x = np.arange(0, size, 1, float)
+    y = x[:, None]
+    g = np.exp(-((x - 3 * sigma - 1) ** 2 + (y - 3 * sigma - 1) ** 2) / (2 * sigma**2))
+    semantic = np.full((h, w), ignore, np.int64)
+    center = np.zeros((h, w), np.float32)
+    offset = np.zeros((2, h, w), np.float32)
+    yc, xc = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    sem_w = np.ones((h, w), np.float32)
+    ctr_w = np.zeros((h, w), np.float32)
+    off_w = np.zeros((h, w), np.float32)
+    for seg in target.segments:
+        m = panoptic == seg.id
+        semantic[m] = seg.class_index
+        if not seg.iscrowd:
+            ctr_w[m] = 1
+            if seg.isthing:
+                off_w[m] = 1
+        if seg.isthing:
+            idx = np.where(m)
+            if len(idx[0]) == 0:
+                continue
+            if len(idx[0]) < small_area:
+                sem_w[m] = small_w
+            cy, cx = np.mean(idx[0]), np.mean(idx[1])
+            yy, xx = round(cy), round(cx)  # ties to even, like int(round(x))
+            ul = int(np.round(xx - 3 * sigma - 1)), int(np.round(yy - 3 * sigma - 1))
+            br = int(np.round(xx + 3 * sigma + 2)), int(np.round(yy + 3 * sigma + 2))
+            gx0, gx1 = max(0, -ul[0]), min(br[0], w) - ul[0]
+            gy0, gy1 = max(0, -ul[1]), min(br[1], h) - ul[1]
+            c0, c1 = max(0, ul[0]), min(br[0], w)
+            r0, r1 = max(0, ul[1]), min(br[1], h)
+            center[r0:r1, c0:c1] = np.maximum(center[r0:r1, c0:c1], g[gy0:gy1, gx0:gx1])
+            offset[0][idx] = cy - yc[idx]
+            offset[1][idx] = cx - xc[idx]
+    return semantic, sem_w, center, ctr_w, offset, off_w
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_deeplab_matches_detectron2_semantics(seed):
+    target = _synthetic(seed)
+    out = PanopticDeepLabTargets()(target)
+    semantic, sem_w, center, ctr_w, offset, off_w = _deeplab_reference(target)
+    assert torch.equal(out["semantic"], torch.from_numpy(semantic))
+    assert torch.equal(out["semantic_weights"], torch.from_numpy(sem_w))
+    assert torch.equal(out["center"][0], torch.from_numpy(center))
+    assert torch.equal(out["center_weights"][0], torch.from_numpy(ctr_w))
+    assert torch.equal(out["offset"], torch.from_numpy(offset))
+    assert torch.equal(out["offset_weights"][0], torch.from_numpy(off_w))
+
+
+def test_deeplab_hand_scene():
+    ids = np.full((64, 64), 9, np.int64)  # stuff "sky"
+    ids[20:30, 30:40] = 4  # a 10x10 disc-class instance: centroid (24.5, 34.5)
+    ids[50:60, 0:5] = 6  # crowd
+    ids[0, :] = 0  # VOID row
+    out = PanopticDeepLabTargets()(_target(ids, {9: 92, 4: 1, 6: 2}, crowd={6}))
+    heat = out["center"][0]
+    assert heat[24, 34] == 1.0  # 24.5 and 34.5 round half to even
+    assert torch.equal(out["offset"][:, 20, 30], torch.tensor([4.5, 4.5]))
+    assert torch.equal(out["offset"][:, 29, 39], torch.tensor([-4.5, -4.5]))
+    assert (out["offset"][:, ids == 9] == 0).all()
+    assert out["semantic_weights"][25, 35] == 3 and out["semantic_weights"][40, 10] == 1
+    assert out["semantic"][0, 5] == 255 and out["semantic"][25, 35] == CATS.class_index(1)
+    assert out["center_weights"][0, 0, 5] == 0 and out["center_weights"][0, 55, 2] == 0
+    assert out["center_weights"][0, 40, 10] == 1
+    assert out["offset_weights"][0, 25, 35] == 1 and out["offset_weights"][0, 40, 10] == 0
+    assert out["offset_weights"][0, 55, 2] == 0
+    # sigma 8: one pixel from the centre the heatmap is exp(-1/128)
+    assert math.isclose(float(heat[24, 35]), math.exp(-1 / 128), rel_tol=1e-6)
+    # every thing pixel plus its offset lands on the centroid
+    ys, xs = np.nonzero(ids == 4)
+    assert np.allclose(ys + out["offset"][0].numpy()[ys, xs], 24.5)
+    assert np.allclose(xs + out["offset"][1].numpy()[ys, xs], 34.5)
+
+
+def test_einet_adds_class_heatmaps_and_segment_map():
+    ids = np.full((64, 96), 9, np.int64)
+    ids[10:30, 10:30] = 4  # disc class, centroid (19.5, 19.5)
+    ids[40:60, 60:90] = 5  # ring class
+    target = _target(ids, {9: 95, 4: 1, 5: 5})
+    out = EINetTargets(CATS)(target)
+    heat = out["class_center"]
+    assert heat.shape == (4, 64, 96)
+    assert heat[0, 19, 19] == 1 and heat[3, 49, 74] == 1  # thing indices 0 (disc) and 3 (ring)
+    assert heat[1].max() == 0 and heat[2].max() == 0
+    # scale-adaptive: the larger instance has the wider Gaussian
+    assert (heat[3] > 0.5).sum() > (heat[0] > 0.5).sum()
+    seg = out["segment_map"]
+    assert [int(seg[0, 0]), int(seg[20, 20]), int(seg[50, 70])] == [2, 0, 1]  # segments sorted by id 4, 5, 9
+    assert out["segment_classes"].tolist() == [CATS.class_index(1), CATS.class_index(5), CATS.class_index(95)]
+    assert out["segment_isthing"].tolist() == [True, True, False]
+    assert torch.equal(out["center"], PanopticDeepLabTargets()(target)["center"])
+    down = EINetTargets(CATS, stride=4)(target)
+    assert down["class_center"].shape == (4, 16, 24) and down["segment_map"].shape == (16, 24)
+
+
+def test_ciae_positives_inside_masks_and_levels():
+    ids = np.full((128, 128), 9, np.int64)
+    yy, xx = np.mgrid[0:128, 0:128]
+    ring = ((yy - 60) ** 2 + (xx - 60) ** 2 <= 45**2) & ((yy - 60) ** 2 + (xx - 60) ** 2 >= 25**2)
+    ids[ring] = 4
+    ids[100:110, 100:112] = 5  # small box instance
+    ids[0:6, 0:6] = 7  # crowd
+    gen = CIAETargets(CATS)
+    out = gen(_target(ids, {9: 110, 4: 5, 5: 2, 7: 1}, crowd={7}))
+    n_pos = 0
+    for level, stride in enumerate(gen.strides):
+        labels, ltrb, inst = out["labels"][level], out["box_targets"][level], out["instance"][level]
+        lo, hi = gen.size_ranges[level]
+        ys = torch.arange(labels.shape[0]) * stride + stride // 2
+        xs = torch.arange(labels.shape[1]) * stride + stride // 2
+        pos = inst >= 0
+        n_pos += int(pos.sum())
+        for i, j in zip(*torch.nonzero(pos, as_tuple=True), strict=True):
+            y, x = int(ys[i]), int(xs[j])
+            seg_id = int(ids[y, x])
+            assert seg_id in (4, 5)  # inside a mask: the ring's hole gives none
+            n = int(inst[i, j])
+            box = out["gt_boxes"][n]
+            left, top, right, bottom = ltrb[i, j].tolist()
+            assert (left, top, right, bottom) == (x - box[0], y - box[1], box[2] - x, box[3] - y)
+            assert lo <= max(left, top, right, bottom) <= hi
+            assert labels[i, j] == {4: 3, 5: 1}[seg_id]
+            expected = math.sqrt(min(left, right) / max(left, right) * min(top, bottom) / max(top, bottom))
+            assert math.isclose(float(out["centerness"][level][i, j]), expected, rel_tol=1e-6)
+        assert ((labels == 4) | (labels == -1) | pos).all()  # background is num_things = 4
+        assert (out["centerness"][level][~pos] == 0).all()
+    assert n_pos > 0
+    assert out["labels"][0][0, 0] == -1  # location (4, 4) is in the crowd region
+    assert out["labels"][0][7, 7] == 4  # ring hole at (60, 60): background
+    # embedding maps (stride 1): stuff index, merged thing category, instance numbering
+    seg, cat = out["segment_map"], out["category_map"]
+    water = CATS.stuff_index[CATS.class_index(110)]
+    assert seg[60, 60] == water and cat[60, 60] == water
+    assert seg[60, 20] == 4 and seg[105, 105] == 5 and cat[60, 20] == 4 and cat[105, 105] == 4
+    assert seg[2, 2] == -1 and cat[2, 2] == 4  # crowd: no instance, thing category
+    boxes = out["segment_boxes"]
+    assert boxes.shape == (6, 4) and torch.equal(boxes[:4], torch.tensor(UNBOXED).expand(4, 4))
+    ring_box = out["gt_boxes"][0]
+    assert ring_box.tolist() == [15, 15, 106, 106]
+    assert torch.allclose(boxes[4], torch.tensor([60.5 - 68.25, 60.5 - 68.25, 60.5 + 68.25, 60.5 + 68.25]))
+    assert gen.num_categories == 5
+    assert CIAETargets(CATS, merge_things=False)(_target(ids, {9: 110, 4: 5, 5: 2, 7: 1}))["category_map"][60, 20] == 7
+
+
+def test_panoptic_fcn_levels_and_heatmaps():
+    ids = np.full((256, 256), 9, np.int64)
+    ids[10:30, 10:30] = 4  # sqrt area 20: level 0 only
+    ids[100:200, 100:200] = 5  # sqrt area 100: levels 1 (32-128) and 2 (64-256)
+    gen = PanopticFCNTargets(CATS)
+    out = gen(_target(ids, {9: 150, 4: 2, 5: 3}))
+    assert [t.tolist() for t in out["level_instances"]] == [[0], [1], [1], [], []]
+    assert out["instance_classes"].tolist() == [1, 2]
+    masks = out["instance_masks"]
+    assert masks.shape == (2, 64, 64)
+    # mass centre of the 1/4 mask of instance 0: pixels 2.5..7.5 -> (5, 5) at stride 4 -> (2, 2) at stride 8
+    heat0 = out["thing_heatmap"][0]
+    assert heat0.shape == (4, 32, 32) and heat0[1, 2, 2] == 1
+    assert out["level_centers"][0].tolist() == [2 * 32 + 2]
+    for level in (1, 2):
+        heat = out["thing_heatmap"][level]
+        cy, cx = divmod(int(out["level_centers"][level][0]), heat.shape[-1])
+        assert heat[2, cy, cx] == 1 and heat[2].max() == 1
+        assert (heat[[0, 1, 3]] == 0).all()
+    stuff = out["stuff_masks"]
+    wall = 1 + CATS.stuff_index[CATS.class_index(150)]
+    assert stuff.shape == (5, 64, 64) and stuff[wall, 0, 0] == 1 and stuff[0, 40, 40] == 1
+    assert out["stuff_heatmap"][4].shape == (5, 2, 2)
+    # guided positions: top-k of the predicted class score inside the instance's mask
+    logits = torch.full((4, 32, 32), -5.0)
+    logits[1, 3, 3] = 2.0
+    logits[1, 20, 20] = 9.0  # outside instance 0's mask: never chosen
+    pos, w = guided_positions(logits, masks[:1], out["instance_classes"][:1], k=7)
+    assert pos.shape == (1, 7) and int(pos[0, 0]) == 3 * 32 + 3
+    assert torch.isclose(w[0, 0], torch.sigmoid(torch.tensor(2.0)))
+
+
+def test_solov2_grid_cells():
+    ids = np.full((320, 320), 9, np.int64)
+    ids[100:160, 200:260] = 4  # 60x60: sqrt area 60 in levels 0 (1-96) and 1 (48-192)
+    gen = SOLOv2Targets(CATS)
+    out = gen(_target(ids, {9: 92, 4: 3}))
+    cat0, own0 = out["category"][0], out["cell_instance"][0]
+    # centre (129.5, 229.5) on a 40-grid of 8 px cells: cell (16, 28); the 0.2-scaled box
+    # (half 6 px) spans cells 15..16 x 27..29
+    cells = torch.nonzero(cat0 != 4).tolist()
+    assert cells == [[y, x] for y in (15, 16) for x in (27, 28, 29)]
+    assert (cat0[cat0 != 4] == 2).all()
+    assert own0.reshape(40, 40)[16, 28] == 0 and (own0 >= 0).sum() == 6
+    assert (out["category"][2] == 4).all()  # 96-384 range: not assigned
+    assert out["instance_masks"].shape == (1, 80, 80)
+    assert out["instance_masks"][0].sum() == 15 * 15
+
+
+def test_generators_on_padded_batches_of_synthetic_scenes():
+    from panoptic_core.data import PanopticCollate
+
+    items = [(torch.zeros(3, 96, 128, dtype=torch.uint8), _synthetic(s)) for s in range(3)]
+    for gen in (
+        PanopticDeepLabTargets(),
+        EINetTargets(CATS, stride=4),
+        CIAETargets(CATS),
+        PanopticFCNTargets(CATS),
+        SOLOv2Targets(CATS),
+    ):
+        batch = PanopticCollate(size_divisibility=32, target_generator=gen)(items)
+        for key in gen.ragged:
+            assert len(batch.method_targets[key]) == 3
+        for key, value in batch.method_targets.items():
+            if isinstance(value, torch.Tensor):
+                assert value.shape[0] == 3, key
