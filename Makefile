@@ -37,6 +37,7 @@ bench: $(STAMP) $(OPS_LIB)
 	$(PY) -m pytest benchmarks -q -p no:randomly --benchmark-columns=min,median,mean,rounds -o python_files="bench_*.py"
 
 demo: $(STAMP) $(OPS_LIB)
+	$(PY) examples/data_demo.py
 	$(PY) examples/evaluate_demo.py
 
 clean:
