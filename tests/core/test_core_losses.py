@@ -323,3 +323,31 @@ def test_ciae_module_updates_memory_in_training_only():
     frozen = module.memory.memory.clone()
     module(emb, seg, cat, boxes)
     assert int(module.memory.step) == 1 and torch.equal(module.memory.memory, frozen)
+
+
+def _memory_worker(rank: int, world: int, init: str, sums, counts, out) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        mem = CategoryMemory(3, 2, total_steps=10)
+        mem.update(sums[rank], counts[rank])
+        out[rank] = mem.memory.clone()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_category_memory_all_reduces_across_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    sums = [torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 3.0]]), torch.tensor([[0.0, 2.0], [1.0, 1.0], [0.0, 0.0]])]
+    counts = [torch.tensor([1, 0, 3]), torch.tensor([2, 2, 0])]
+    manager = mp.Manager()
+    out = manager.dict()
+    init = f"file://{tmp_path / 'rendezvous'}"
+    mp.spawn(_memory_worker, args=(2, init, sums, counts, out), nprocs=2, join=True)
+    torch.manual_seed(0)
+    single = CategoryMemory(3, 2, total_steps=10)
+    single.update(sums[0] + sums[1], counts[0] + counts[1])
+    assert torch.equal(out[0], out[1]) and torch.allclose(out[0], single.memory)
