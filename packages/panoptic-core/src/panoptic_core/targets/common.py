@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -101,7 +100,3 @@ def draw_centernet_gaussian(heatmap: torch.Tensor, cx: int, cy: int, radius: int
 def round_half_even(value: float) -> int:
     """Python's round(): ties to even, as detectron2's ``int(round(x))``."""
     return round(value)
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b) if b > 0 else math.inf
