@@ -62,12 +62,16 @@ class PanopticDeepLabTargets:
         self.gaussian = deeplab_gaussian(sigma)
 
     def __call__(self, target: PanopticTarget) -> dict[str, Any]:
-        ids = target.ids
-        height, width = ids.shape
+        index = segment_index_map(target.ids, target.segments)
+        return self.from_index(target, index, *centroids(index, len(target.segments)))
+
+    def from_index(
+        self, target: PanopticTarget, index: torch.Tensor, centre: torch.Tensor, area: torch.Tensor
+    ) -> dict[str, Any]:
+        """The targets given the segment index map and the centroids / areas of :func:`centroids`."""
+        height, width = target.ids.shape
         segs = target.segments
         n = len(segs)
-        index = segment_index_map(ids, segs)
-        centre, area = centroids(index, n)
 
         label = torch.tensor(
             [self.ignore_label if (self.ignore_crowd_in_semantic and s.iscrowd) else s.class_index for s in segs]

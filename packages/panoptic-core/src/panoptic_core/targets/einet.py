@@ -44,12 +44,12 @@ class EINetTargets:
         self.deeplab = PanopticDeepLabTargets(**deeplab_kwargs)
 
     def __call__(self, target: PanopticTarget) -> dict[str, Any]:
-        out = self.deeplab(target)
         segs = target.segments
         s = self.stride
         height, width = target.ids.shape
         index = segment_index_map(target.ids, segs)
         centre, area = centroids(index, len(segs))
+        out = self.deeplab.from_index(target, index, centre, area)
         heat = torch.zeros(self.categories.num_things, math.ceil(height / s), math.ceil(width / s))
         for k, seg in enumerate(segs):
             if not seg.isthing or seg.iscrowd or int(area[k]) == 0:
