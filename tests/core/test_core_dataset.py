@@ -1,5 +1,4 @@
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from panoptic_core.data import (
     write_synthetic_dataset,
 )
 from panoptic_core.errors import DatasetError
+from panoptic_core.targets import PanopticDeepLabTargets
 from panoptic_eval import pq_compute, read_id_png, write_id_png
 
 
@@ -105,6 +105,9 @@ def test_cli_synth(tmp_path, capsys):
     assert main(["synth", str(out), "--train", "1", "--val", "0", "--overwrite"]) == 0
     assert len(list((out / "train").iterdir())) == 1
     assert main(["synth", str(tmp_path / "x"), "--size", "8", "8"]) == 2
+    assert main(["synth", str(tmp_path / "y"), "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "seed must be >= 0, got -1" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # nothing half-written
 
 
@@ -214,6 +217,36 @@ def test_collate_pads_and_masks(synthetic_root):
     assert not batch.padding_mask[1, :50, :70].any()
     assert (batch.targets[1].ids[50:] == 0).all() and torch.equal(batch.targets[1].ids[:50, :70], small[1].ids)
     assert torch.equal(batch.images[1, :, :50, :70], small[0])
-    moved = batch.to("cpu")
-    assert torch.equal(moved.images, batch.images)
-    assert os.fspath(synthetic_root)
+
+
+def test_batch_moves_every_tensor(synthetic_root):
+    ds = CocoPanopticDataset.from_root(synthetic_root, "val")
+    batch = PanopticCollate(target_generator=PanopticDeepLabTargets())([ds[0], ds[1]])
+    seen = []
+
+    def record(x):
+        seen.append(x)
+        return x.double()
+
+    moved = batch.apply(record)
+    nested = [batch.method_targets[k] for k in sorted(batch.method_targets)]
+    expected = 2 + len(batch.targets) + sum(len(v) if isinstance(v, list) else 1 for v in nested)
+    assert len(seen) == expected
+    assert moved.images.dtype == torch.float64 and moved.targets[1].ids.dtype == torch.float64
+    assert all(p.dtype == torch.float64 for p in moved.method_targets["center_points"])
+    assert moved.image_sizes == batch.image_sizes and batch.images.dtype == torch.uint8
+    on_cpu = batch.to("cpu")
+    assert torch.equal(on_cpu.method_targets["offset"], batch.method_targets["offset"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs a CUDA device; CPU twin above")
+def test_pin_memory_pins_method_targets(synthetic_root):
+    ds = CocoPanopticDataset.from_root(synthetic_root, "val")
+    loader = DataLoader(
+        ds, batch_size=2, pin_memory=True, collate_fn=PanopticCollate(target_generator=PanopticDeepLabTargets())
+    )
+    batch = next(iter(loader))
+    assert batch.images.is_pinned() and batch.targets[0].ids.is_pinned()
+    assert batch.method_targets["center"].is_pinned() and batch.method_targets["center_points"][0].is_pinned()
+    on_gpu = batch.to("cuda", non_blocking=True)
+    assert on_gpu.method_targets["offset"].is_cuda

@@ -234,6 +234,20 @@ def test_solov2_grid_cells():
     assert out["instance_masks"][0].sum() == 15 * 15
 
 
+@pytest.mark.parametrize("size", [(96, 128), (97, 130), (61, 35)])
+def test_strided_maps_agree_on_any_size(size):
+    target = _synthetic(3, *size)
+    for stride in (1, 2, 4, 8):
+        out = EINetTargets(CATS, stride=stride)(target)
+        assert out["class_center"].shape[1:] == out["segment_map"].shape, (size, stride)
+        expected = tuple(math.ceil((n - stride // 2) / stride) for n in size)
+        assert tuple(out["segment_map"].shape) == expected
+    ciae = CIAETargets(CATS, embedding_stride=4)(target)
+    assert ciae["segment_map"].shape == ciae["category_map"].shape
+    solo = SOLOv2Targets(CATS)(target)
+    assert solo["instance_masks"].shape[1:] == tuple(math.ceil((n - 2) / 4) for n in size)
+
+
 def test_generators_on_padded_batches_of_synthetic_scenes():
     from panoptic_core.data import PanopticCollate
 

@@ -37,37 +37,35 @@ class PanopticBatch:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> PanopticBatch:
-        """The batch with every tensor (method targets included) on ``device``."""
+    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> PanopticBatch:
+        """A new batch with ``fn`` applied to every tensor (id maps and method targets included)."""
 
-        def move(x: Any) -> Any:
+        def walk(x: Any) -> Any:
             if isinstance(x, torch.Tensor):
-                return x.to(device, non_blocking=non_blocking)
+                return fn(x)
             if isinstance(x, list):
-                return [move(v) for v in x]
+                return [walk(v) for v in x]
             if isinstance(x, tuple):
-                return tuple(move(v) for v in x)
+                return tuple(walk(v) for v in x)
             if isinstance(x, dict):
-                return {k: move(v) for k, v in x.items()}
+                return {k: walk(v) for k, v in x.items()}
             return x
 
         return PanopticBatch(
-            move(self.images),
-            move(self.padding_mask),
-            [t.replace(ids=t.ids.to(device, non_blocking=non_blocking)) for t in self.targets],
+            fn(self.images),
+            fn(self.padding_mask),
+            [t.replace(ids=fn(t.ids)) for t in self.targets],
             list(self.image_sizes),
-            move(self.method_targets),
+            walk(self.method_targets),
         )
 
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> PanopticBatch:
+        """The batch with every tensor on ``device``."""
+        return self.apply(lambda x: x.to(device, non_blocking=non_blocking))
+
     def pin_memory(self) -> PanopticBatch:
-        """Called by DataLoader(pin_memory=True)."""
-        return PanopticBatch(
-            self.images.pin_memory(),
-            self.padding_mask.pin_memory(),
-            self.targets,
-            self.image_sizes,
-            self.method_targets,
-        )
+        """Called by DataLoader(pin_memory=True): every tensor in page-locked memory."""
+        return self.apply(torch.Tensor.pin_memory)
 
 
 def stack_targets(per_image: Sequence[dict[str, Any]], ragged: frozenset[str] = frozenset()) -> dict[str, Any]:

@@ -70,6 +70,8 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if self.train < 0 or self.val < 0:
             raise DatasetError(f"synthetic dataset: image counts must be >= 0, got train={self.train} val={self.val}")
+        if self.seed < 0:
+            raise DatasetError(f"synthetic dataset: seed must be >= 0, got {self.seed}")
         if self.height < 16 or self.width < 16:
             raise DatasetError(f"synthetic dataset: size must be at least 16x16, got {self.height}x{self.width}")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -19,18 +18,20 @@ class EINetTargets:
 
     Everything :class:`PanopticDeepLabTargets` returns, plus:
 
-    * ``class_center`` (Tensor[C_thing, H/s, W/s]): one heatmap per thing class with a
+    * ``class_center`` (Tensor[C_thing, H', W']): one heatmap per thing class with a
       scale-adaptive Gaussian at each instance's mask centroid: radius from the instance's box
       (CornerNet/CenterNet ``gaussian_radius`` with ``min_overlap``), sigma = (2r + 1) / 6,
       as in "Objects as Points", which EINet's README credits for its centroid heatmap.
       Crowd segments get none.
-    * ``segment_map`` (Tensor[H/s, W/s] int64): index of each pixel's segment into the
+    * ``segment_map`` (Tensor[H', W'] int64): index of each pixel's segment into the
       ragged lists below, -1 on VOID; the masks for pooling segment embeddings.
     * ``segment_classes`` / ``segment_isthing`` / ``segment_iscrowd`` (ragged, Tensor[S]).
 
     Args:
         categories: the dataset's categories (thing numbering of ``class_center``).
-        stride: output stride of the heatmap and segment map (1 = input resolution).
+        stride: output stride of the heatmap and segment map (1 = input resolution): the maps
+            sample input pixels ``(y s + s // 2, x s + s // 2)``, so H' = ceil((H - s // 2) / s),
+            which is H / s for the padded sizes the collate makes.
         min_overlap: CenterNet's IoU bound for the radius (0.7).
         **deeplab_kwargs: passed to :class:`PanopticDeepLabTargets`.
     """
@@ -46,11 +47,11 @@ class EINetTargets:
     def __call__(self, target: PanopticTarget) -> dict[str, Any]:
         segs = target.segments
         s = self.stride
-        height, width = target.ids.shape
         index = segment_index_map(target.ids, segs)
         centre, area = centroids(index, len(segs))
         out = self.deeplab.from_index(target, index, centre, area)
-        heat = torch.zeros(self.categories.num_things, math.ceil(height / s), math.ceil(width / s))
+        segment_map = subsample(index, s).contiguous()
+        heat = torch.zeros(self.categories.num_things, *segment_map.shape)
         for k, seg in enumerate(segs):
             if not seg.isthing or seg.iscrowd or int(area[k]) == 0:
                 continue
@@ -60,7 +61,7 @@ class EINetTargets:
             channel = self.categories.thing_index[seg.class_index]
             draw_centernet_gaussian(heat[channel], int(cx), int(cy), radius)
         out["class_center"] = heat
-        out["segment_map"] = subsample(index, s).contiguous()
+        out["segment_map"] = segment_map
         out["segment_classes"] = torch.tensor([g.class_index for g in segs], dtype=torch.int64)
         out["segment_isthing"] = torch.tensor([g.isthing for g in segs], dtype=torch.bool)
         out["segment_iscrowd"] = torch.tensor([g.iscrowd for g in segs], dtype=torch.bool)

@@ -83,12 +83,8 @@ class SOLOv2Targets:
                 owner[top : down + 1, left : right + 1] = n
             out["category"].append(category)
             out["cell_instance"].append(owner.reshape(-1))
-        if instances:
-            sub = subsample(index, self.mask_stride)
-            masks = (sub[None] == torch.tensor(instances).view(-1, 1, 1)).to(torch.uint8)
-        else:
-            sub = subsample(index, self.mask_stride)
-            masks = torch.zeros((0, *sub.shape), dtype=torch.uint8)
+        sub = subsample(index, self.mask_stride)
+        masks = (sub[None] == torch.tensor(instances, dtype=torch.int64).view(-1, 1, 1)).to(torch.uint8)
         out["instance_masks"] = masks
         out["instance_classes"] = torch.tensor(classes, dtype=torch.int64)
         return out
