@@ -12,7 +12,10 @@ from panoptic_core.targets import (
     PanopticDeepLabTargets,
     PanopticFCNTargets,
     SOLOv2Targets,
+    centroids,
+    detectron2_deeplab_targets,
     guided_positions,
+    segment_index_map,
 )
 from panoptic_ops import UNBOXED
 
@@ -35,59 +38,20 @@ def _synthetic(seed: int, h: int = 96, w: int = 128) -> PanopticTarget:
     return _target(ids, {s["id"]: s["category_id"] for s in info}, crowd={s["id"] for s in info if s["iscrowd"]})
 
 
-def _deeplab_reference(target: PanopticTarget, sigma=8, ignore=255, small_area=4096, small_w=3):
-    """detectron2's PanopticDeepLabTargetGenerator, written out plainly with numpy."""
-    panoptic = target.ids.numpy()
-    h, w = panoptic.shape
-    size = 6 * sigma + 3
-    x = np.arange(0, size, 1, float)
-    y = x[:, None]
-    g = np.exp(-((x - 3 * sigma - 1) ** 2 + (y - 3 * sigma - 1) ** 2) / (2 * sigma**2))
-    semantic = np.full((h, w), ignore, np.int64)
-    center = np.zeros((h, w), np.float32)
-    offset = np.zeros((2, h, w), np.float32)
-    yc, xc = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    sem_w = np.ones((h, w), np.float32)
-    ctr_w = np.zeros((h, w), np.float32)
-    off_w = np.zeros((h, w), np.float32)
-    for seg in target.segments:
-        m = panoptic == seg.id
-        semantic[m] = seg.class_index
-        if not seg.iscrowd:
-            ctr_w[m] = 1
-            if seg.isthing:
-                off_w[m] = 1
-        if seg.isthing:
-            idx = np.where(m)
-            if len(idx[0]) == 0:
-                continue
-            if len(idx[0]) < small_area:
-                sem_w[m] = small_w
-            cy, cx = np.mean(idx[0]), np.mean(idx[1])
-            yy, xx = round(cy), round(cx)  # ties to even, like int(round(x))
-            ul = int(np.round(xx - 3 * sigma - 1)), int(np.round(yy - 3 * sigma - 1))
-            br = int(np.round(xx + 3 * sigma + 2)), int(np.round(yy + 3 * sigma + 2))
-            gx0, gx1 = max(0, -ul[0]), min(br[0], w) - ul[0]
-            gy0, gy1 = max(0, -ul[1]), min(br[1], h) - ul[1]
-            c0, c1 = max(0, ul[0]), min(br[0], w)
-            r0, r1 = max(0, ul[1]), min(br[1], h)
-            center[r0:r1, c0:c1] = np.maximum(center[r0:r1, c0:c1], g[gy0:gy1, gx0:gx1])
-            offset[0][idx] = cy - yc[idx]
-            offset[1][idx] = cx - xc[idx]
-    return semantic, sem_w, center, ctr_w, offset, off_w
+DEEPLAB_SCENES = [(s, (96, 128)) for s in range(12)] + [(s, (240, 320)) for s in (0, 1, 3, 4)]
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_deeplab_matches_detectron2_semantics(seed):
-    target = _synthetic(seed)
+@pytest.mark.parametrize(("seed", "size"), DEEPLAB_SCENES)
+def test_deeplab_matches_detectron2_semantics(seed, size):
+    target = _synthetic(seed, *size)
+    if size[0] > 200:  # scenes this size hold instances above the 4096 px small-instance bound
+        assert any(s.isthing and s.area >= 4096 for s in target.segments)
     out = PanopticDeepLabTargets()(target)
-    semantic, sem_w, center, ctr_w, offset, off_w = _deeplab_reference(target)
-    assert torch.equal(out["semantic"], torch.from_numpy(semantic))
-    assert torch.equal(out["semantic_weights"], torch.from_numpy(sem_w))
-    assert torch.equal(out["center"][0], torch.from_numpy(center))
-    assert torch.equal(out["center_weights"][0], torch.from_numpy(ctr_w))
-    assert torch.equal(out["offset"], torch.from_numpy(offset))
-    assert torch.equal(out["offset_weights"][0], torch.from_numpy(off_w))
+    ref = detectron2_deeplab_targets(target)
+    assert set(ref) == set(out)
+    for key, value in ref.items():
+        ours = out[key][0] if key in ("center", "center_weights", "offset_weights") else out[key]
+        assert torch.equal(ours, torch.from_numpy(value)), key
 
 
 def test_deeplab_hand_scene():
@@ -265,3 +229,26 @@ def test_generators_on_padded_batches_of_synthetic_scenes():
         for key, value in batch.method_targets.items():
             if isinstance(value, torch.Tensor):
                 assert value.shape[0] == 3, key
+
+
+@pytest.mark.parametrize(("size", "count"), [((64, 80), 5), ((9, 7), 40), ((1, 1), 1), ((30, 2), 3)])
+def test_centroids_equal_numpy_means(size, count):
+    # (64, 80) with 5 segments takes the histogram path, (9, 7) with 40 the scatter path.
+    rng = np.random.default_rng(count)
+    index = rng.integers(-1, count, size=size)
+    index[0, 0] = -1
+    centre, area = centroids(torch.from_numpy(index), count)
+    for k in range(count):
+        ys, xs = np.nonzero(index == k)
+        assert int(area[k]) == len(ys)
+        if len(ys):
+            assert centre[k].tolist() == [np.mean(ys), np.mean(xs)]
+        else:
+            assert torch.isnan(centre[k]).all()
+
+
+def test_segment_index_map_marks_unlisted_ids():
+    ids = torch.tensor([[0, 7, 3], [1 << 24, 5, 3], [2, 7, 1 << 40]])
+    segs = [Segment(i, 92, 4, False, False, 1, (0, 0, 1, 1)) for i in (7, 3, 1 << 24)]
+    assert segment_index_map(ids, segs).tolist() == [[-1, 0, 1], [2, -1, 1], [-1, 0, -1]]
+    assert segment_index_map(ids, []).tolist() == [[-1] * 3] * 3

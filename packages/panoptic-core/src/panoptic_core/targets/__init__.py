@@ -10,6 +10,7 @@ from .common import centroids, draw_centernet_gaussian, gaussian_radius, segment
 from .deeplab import PanopticDeepLabTargets, deeplab_gaussian
 from .einet import EINetTargets
 from .panoptic_fcn import PanopticFCNTargets, guided_positions
+from .reference import detectron2_deeplab_targets
 from .solov2 import SOLOv2Targets
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "SOLOv2Targets",
     "centroids",
     "deeplab_gaussian",
+    "detectron2_deeplab_targets",
     "draw_centernet_gaussian",
     "expand_boxes",
     "gaussian_radius",

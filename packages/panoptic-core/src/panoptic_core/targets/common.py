@@ -25,9 +25,11 @@ def segment_index_map(ids: torch.Tensor, segments: Sequence[Segment]) -> torch.T
     seg_ids = torch.tensor([s.id for s in segments], dtype=ids.dtype, device=ids.device)
     order = torch.argsort(seg_ids)
     sorted_ids = seg_ids[order]
-    slot = torch.searchsorted(sorted_ids, ids.contiguous()).clamp_(max=len(segments) - 1)
-    hit = sorted_ids[slot] == ids
-    return torch.where(hit, order[slot], torch.full_like(slot, -1))
+    slot = torch.searchsorted(sorted_ids, ids.contiguous()).clamp_(max=len(segments) - 1).view(-1)
+    # The extra last entry of the lookup table marks pixels whose id is not listed.
+    table = torch.cat([order, order.new_full((1,), -1)])
+    miss = sorted_ids.index_select(0, slot).view(ids.shape) != ids
+    return table.index_select(0, slot.masked_fill_(miss.view(-1), len(segments))).view(ids.shape)
 
 
 def centroids(index: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,14 +40,26 @@ def centroids(index: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tens
         Tensor[count] int64 areas). Sums of integer coordinates are exact in float64, so the
         means equal ``numpy.mean`` of the pixel indices.
     """
-    width = index.shape[1]
-    flat = index.reshape(-1)
-    keep = flat >= 0
-    pos = torch.nonzero(keep).squeeze(1)
-    slot = flat[keep]
-    area = torch.bincount(slot, minlength=count)[:count]
-    ys = torch.zeros(count, dtype=torch.float64, device=index.device).index_add_(0, slot, (pos // width).double())
-    xs = torch.zeros(count, dtype=torch.float64, device=index.device).index_add_(0, slot, (pos % width).double())
+    height, width = index.shape
+    slot = torch.where(index < 0, count, index)  # VOID and unlisted pixels go to an extra bin
+    if (count + 1) * (height + width) <= height * width:
+        # Segment-by-row and segment-by-column histograms: two bincounts, no float pass over the map.
+        rows = torch.arange(height, device=index.device)
+        cols = torch.arange(width, device=index.device)
+        per_row = torch.bincount((slot * height + rows.view(-1, 1)).view(-1), minlength=(count + 1) * height)
+        per_col = torch.bincount((slot * width + cols.view(1, -1)).view(-1), minlength=(count + 1) * width)
+        per_row = per_row.view(count + 1, height)[:count]
+        area = per_row.sum(1)
+        ys = (per_row.double() * rows.double()).sum(1)
+        xs = (per_col.view(count + 1, width)[:count].double() * cols.double()).sum(1)
+    else:  # many segments on a small map: the histograms would outgrow the map
+        flat = slot.view(-1)
+        pos = torch.arange(height * width, device=index.device)
+        area = torch.bincount(flat, minlength=count + 1)[:count]
+        ys = torch.zeros(count + 1, dtype=torch.float64, device=index.device)
+        xs = torch.zeros(count + 1, dtype=torch.float64, device=index.device)
+        ys = ys.index_add_(0, flat, (pos // width).double())[:count]
+        xs = xs.index_add_(0, flat, (pos % width).double())[:count]
     n = area.double()
     return torch.stack([ys / n, xs / n], dim=1), area
 

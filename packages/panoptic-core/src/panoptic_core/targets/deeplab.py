@@ -85,8 +85,12 @@ class PanopticDeepLabTargets:
             [float(not s.iscrowd and (s.isthing or not self.ignore_stuff_in_offset)) for s in segs] + [0.0],
             dtype=torch.float32,
         )
-        lut = index.clone()
-        lut[lut < 0] = n  # the extra last entry of each table is VOID
+        # Every per-pixel output is a per-segment table read through the index map; the extra
+        # last entry of each table is VOID.
+        flat = torch.where(index < 0, n, index).reshape(-1)
+
+        def per_pixel(table: torch.Tensor) -> torch.Tensor:
+            return table.index_select(0, flat).view(height, width)
 
         # As in detectron2, crowd things still get a centre and offsets; their weights are 0.
         heat = np.zeros((height, width), dtype=np.float32)
@@ -113,21 +117,17 @@ class PanopticDeepLabTargets:
             if hx1 > hx0 and hy1 > hy0:
                 heat[hy0:hy1, hx0:hx1] = np.maximum(heat[hy0:hy1, hx0:hx1], g[gy0:gy1, gx0:gx1])
 
-        yy = torch.arange(height, dtype=torch.float64).view(-1, 1)
-        xx = torch.arange(width, dtype=torch.float64).view(1, -1)
-        on = has_offset[lut]
-        offset = torch.stack(
-            [
-                torch.where(on, centre_y[lut] - yy, 0.0),
-                torch.where(on, centre_x[lut] - xx, 0.0),
-            ]
-        ).float()
+        # detectron2 subtracts in float64 and stores float32: same rounding here.
+        offset = torch.empty(2, height, width)
+        offset[0] = per_pixel(centre_y).sub_(torch.arange(height, dtype=torch.float64).view(-1, 1))
+        offset[1] = per_pixel(centre_x).sub_(torch.arange(width, dtype=torch.float64).view(1, -1))
+        offset.masked_fill_(~per_pixel(has_offset), 0.0)
         return {
-            "semantic": label[lut],
-            "semantic_weights": sem_w[lut],
+            "semantic": per_pixel(label),
+            "semantic_weights": per_pixel(sem_w),
             "center": torch.from_numpy(heat)[None],
-            "center_weights": ctr_w[lut][None],
+            "center_weights": per_pixel(ctr_w)[None],
             "offset": offset,
-            "offset_weights": off_w[lut][None],
+            "offset_weights": per_pixel(off_w)[None],
             "center_points": torch.tensor(points, dtype=torch.float64).reshape(-1, 2),
         }
