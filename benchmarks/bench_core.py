@@ -1,4 +1,5 @@
-"""panoptic-core target generation against detectron2's per-segment generator, same run.
+"""panoptic-core target generation against detectron2's per-segment generator, same run: alone and
+inside a DataLoader that reads, transforms and batches a synthetic dataset.
 
 Run: ``make bench`` or ``.venv/bin/python -m pytest benchmarks/bench_core.py -o python_files="bench_*.py"``.
 """
@@ -7,8 +8,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
-from panoptic_core.data import Categories, PanopticTarget, Segment, segment_stats
+from panoptic_core.data import (
+    Categories,
+    CocoPanopticDataset,
+    Compose,
+    Normalize,
+    PanopticCollate,
+    PanopticTarget,
+    RandomHorizontalFlip,
+    Segment,
+    SyntheticConfig,
+    segment_stats,
+    write_synthetic_dataset,
+)
 from panoptic_core.targets import PanopticDeepLabTargets, detectron2_deeplab_targets
 
 # Cityscapes' 19 training classes: 11 stuff, then 8 things.
@@ -57,3 +71,35 @@ def test_deeplab_targets_ours(benchmark, size):
     want = detectron2_deeplab_targets(target)
     assert torch.equal(out["offset"], torch.from_numpy(want["offset"]))
     assert torch.equal(out["center"][0], torch.from_numpy(want["center"]))
+
+
+class Detectron2Generator:
+    """detectron2's per-segment generator as a collate target generator (the loader's peer)."""
+
+    ragged = frozenset({"center_points"})
+
+    def __call__(self, target: PanopticTarget) -> dict:
+        return {k: torch.from_numpy(v) for k, v in detectron2_deeplab_targets(target).items()}
+
+
+@pytest.fixture(scope="module")
+def street_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic") / "ds"
+    write_synthetic_dataset(root, SyntheticConfig(train=8, val=0, height=1024, width=2048, seed=0))
+    return CocoPanopticDataset.from_root(root, "train", transforms=Compose([RandomHorizontalFlip(), Normalize()]))
+
+
+def read_all(dataset, generator) -> int:
+    loader = DataLoader(dataset, batch_size=2, collate_fn=PanopticCollate(target_generator=generator))
+    return sum(len(batch) for batch in loader)
+
+
+def test_loader_detectron2_targets(benchmark, street_dataset):
+    benchmark.group = "loader: 8 synthetic 1024x2048 images read, flipped, normalised, batched with DeepLab targets"
+    benchmark.extra_info["peer"] = "the same loader with detectron2's target generator"
+    benchmark.pedantic(read_all, args=(street_dataset, Detectron2Generator()), rounds=3, iterations=1)
+
+
+def test_loader_our_targets(benchmark, street_dataset):
+    benchmark.group = "loader: 8 synthetic 1024x2048 images read, flipped, normalised, batched with DeepLab targets"
+    assert benchmark.pedantic(read_all, args=(street_dataset, PanopticDeepLabTargets()), rounds=3, iterations=1) == 8

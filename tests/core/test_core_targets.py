@@ -233,7 +233,7 @@ def test_generators_on_padded_batches_of_synthetic_scenes():
 
 @pytest.mark.parametrize(("size", "count"), [((64, 80), 5), ((9, 7), 40), ((1, 1), 1), ((30, 2), 3)])
 def test_centroids_equal_numpy_means(size, count):
-    # (64, 80) with 5 segments takes the histogram path, (9, 7) with 40 the scatter path.
+    # (64, 80) with 5 segments fits one histogram table; (9, 7) with 40 is done 2 segments at a time.
     rng = np.random.default_rng(count)
     index = rng.integers(-1, count, size=size)
     index[0, 0] = -1
@@ -252,3 +252,18 @@ def test_segment_index_map_marks_unlisted_ids():
     segs = [Segment(i, 92, 4, False, False, 1, (0, 0, 1, 1)) for i in (7, 3, 1 << 24)]
     assert segment_index_map(ids, segs).tolist() == [[-1, 0, 1], [2, -1, 1], [-1, 0, -1]]
     assert segment_index_map(ids, []).tolist() == [[-1] * 3] * 3
+
+
+@pytest.mark.parametrize(("size", "count"), [((64, 80), 6), ((9, 7), 40), ((1, 5), 3), ((5, 1), 3)])
+def test_segment_stats_equal_numpy(size, count):
+    rng = np.random.default_rng(count)
+    ids = rng.choice(np.array([0, 5, 1 << 30, 77, *range(100, 100 + count)]), size=size)
+    wanted = [1 << 30, 5, 4, *range(100, 100 + count)]  # 4 is absent, 77 present but not wanted
+    stats = segment_stats(torch.from_numpy(ids), wanted)
+    for seg_id, (area, bbox) in zip(wanted, stats, strict=True):
+        ys, xs = np.nonzero(ids == seg_id)
+        if not len(ys):
+            assert (area, bbox) == (0, (0, 0, 0, 0))
+            continue
+        x0, y0 = xs.min(), ys.min()
+        assert (area, bbox) == (len(ys), (x0, y0, xs.max() - x0 + 1, ys.max() - y0 + 1))

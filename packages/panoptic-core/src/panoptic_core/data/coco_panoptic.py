@@ -16,7 +16,7 @@ from panoptic_eval import PanopticEvalError
 from panoptic_eval.formats import read_id_png, read_json, resolve_in_folder
 
 from ..errors import DatasetError
-from .structures import Categories, PanopticTarget, Segment, segment_stats
+from .structures import Categories, PanopticTarget, Segment, lookup_segments, segment_moments
 
 __all__ = ["CocoPanopticDataset", "read_image"]
 
@@ -156,15 +156,16 @@ class CocoPanopticDataset(Dataset):
                 f"is {ids_np.shape[1]}x{ids_np.shape[0]} (width x height)"
             )
         ids = torch.from_numpy(ids_np.astype(np.int64))
-        listed = {s[0] for s in rec["segments"]}
-        present = set(np.unique(ids_np).tolist()) - {0}
-        if present - listed:
-            extra = sorted(present - listed)[:5]
+        listed = [s[0] for s in rec["segments"]]
+        index = lookup_segments(ids, listed)
+        unlisted = (index < 0) & (ids != 0)
+        if unlisted.any():
+            extra = torch.unique(ids[unlisted])[:5].tolist()
             raise DatasetError(f"{label}: PNG {png} has segment ids {extra} that segments_info does not list")
-        if listed - present:
-            missing = sorted(listed - present)[:5]
-            raise DatasetError(f"{label}: segments {missing} of segments_info are absent from PNG {png}")
-        stats = segment_stats(ids, [s[0] for s in rec["segments"]])
+        stats = segment_moments(index, len(listed)).areas_and_boxes()
+        missing = [seg for seg, (area, _) in zip(listed, stats, strict=True) if area == 0]
+        if missing:
+            raise DatasetError(f"{label}: segments {sorted(missing)[:5]} of segments_info are absent from PNG {png}")
         segments = []
         for (seg_id, cat_id, crowd), (area, bbox) in zip(rec["segments"], stats, strict=True):
             k = self.categories.class_index(cat_id)

@@ -11,7 +11,15 @@ import torch
 
 from ..errors import DatasetError
 
-__all__ = ["Categories", "PanopticTarget", "Segment", "segment_stats"]
+__all__ = [
+    "Categories",
+    "PanopticTarget",
+    "Segment",
+    "SegmentMoments",
+    "lookup_segments",
+    "segment_moments",
+    "segment_stats",
+]
 
 
 @dataclass(frozen=True)
@@ -180,39 +188,87 @@ class PanopticTarget:
         return dataclasses.replace(self, ids=ids, segments=segments)
 
 
-def segment_stats(ids: torch.Tensor, segment_ids: Sequence[int]) -> list[tuple[int, tuple[int, int, int, int]]]:
-    """(area, COCO bbox) of each listed segment id in an id map; area 0 and bbox zeros when absent.
-
-    One pass over the map: pixels are sorted by segment, and each segment's row and column
-    extremes come from segment-wise reductions.
-    """
-    if not segment_ids:
-        return []
-    height, width = ids.shape[-2:]
-    flat = ids.reshape(-1)
-    wanted = torch.tensor(list(segment_ids), dtype=flat.dtype, device=flat.device)
+def lookup_segments(ids: torch.Tensor, segment_ids: Sequence[int]) -> torch.Tensor:
+    """Tensor[H, W] int64: position in ``segment_ids`` of each pixel's id, -1 where the id is not listed."""
+    if not len(segment_ids):
+        return torch.full(ids.shape, -1, dtype=torch.int64, device=ids.device)
+    wanted = torch.as_tensor(segment_ids, dtype=ids.dtype, device=ids.device)
     order = torch.argsort(wanted)
     sorted_ids = wanted[order]
-    slot = torch.searchsorted(sorted_ids, flat).clamp_(max=len(sorted_ids) - 1)
-    hit = sorted_ids[slot] == flat
-    slot = slot[hit]
-    pos = torch.nonzero(hit).squeeze(1)
-    ys, xs = pos // width, pos % width
-    n = len(sorted_ids)
-    area = torch.bincount(slot, minlength=n)
-    big = height + width + 1
-    ymin = torch.full((n,), big, dtype=torch.int64, device=flat.device).scatter_reduce(0, slot, ys, "amin")
-    ymax = torch.full((n,), -1, dtype=torch.int64, device=flat.device).scatter_reduce(0, slot, ys, "amax")
-    xmin = torch.full((n,), big, dtype=torch.int64, device=flat.device).scatter_reduce(0, slot, xs, "amin")
-    xmax = torch.full((n,), -1, dtype=torch.int64, device=flat.device).scatter_reduce(0, slot, xs, "amax")
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(n, device=order.device)
-    out = []
-    for i in inverse.tolist():
-        a = int(area[i])
-        if a == 0:
-            out.append((0, (0, 0, 0, 0)))
-            continue
-        x0, y0 = int(xmin[i]), int(ymin[i])
-        out.append((a, (x0, y0, int(xmax[i]) - x0 + 1, int(ymax[i]) - y0 + 1)))
-    return out
+    slot = torch.searchsorted(sorted_ids, ids.contiguous()).clamp_(max=len(wanted) - 1).view(-1)
+    # The extra last entry of the lookup table stands for ids that are not listed.
+    table = torch.cat([order, order.new_full((1,), -1)])
+    miss = sorted_ids.index_select(0, slot).view(ids.shape) != ids
+    return table.index_select(0, slot.masked_fill_(miss.view(-1), len(wanted))).view(ids.shape)
+
+
+@dataclass(frozen=True)
+class SegmentMoments:
+    """Per-segment pixel statistics of an index map (all Tensor[count]).
+
+    ``area`` (int64); ``sum_y`` / ``sum_x`` (float64, exact: sums of integer coordinates);
+    ``y_min``, ``y_max``, ``x_min``, ``x_max`` (int64, 0 for empty segments).
+    """
+
+    area: torch.Tensor
+    sum_y: torch.Tensor
+    sum_x: torch.Tensor
+    y_min: torch.Tensor
+    y_max: torch.Tensor
+    x_min: torch.Tensor
+    x_max: torch.Tensor
+
+    def areas_and_boxes(self) -> list[tuple[int, tuple[int, int, int, int]]]:
+        """(area, COCO bbox (x, y, w, h)) per segment; (0, (0, 0, 0, 0)) for empty ones."""
+        columns = (self.area, self.x_min, self.y_min, self.x_max, self.y_max)
+        return [
+            (a, (x0, y0, x1 - x0 + 1, y1 - y0 + 1)) if a else (0, (0, 0, 0, 0))
+            for a, x0, y0, x1, y1 in zip(*(c.tolist() for c in columns), strict=True)
+        ]
+
+
+def segment_moments(index: torch.Tensor, count: int) -> SegmentMoments:
+    """Areas, coordinate sums and extents of segments 0..count-1 of an index map (-1 = none).
+
+    Built from segment-by-row and segment-by-column pixel counts (two ``bincount`` passes over
+    the map), taken for as many segments at a time as keeps those tables no larger than the
+    map itself.
+    """
+    height, width = index.shape
+    device = index.device
+    rows = torch.arange(height, device=device)
+    cols = torch.arange(width, device=device)
+    chunk = max(1, height * width // (height + width) - 1)
+    parts = []
+    for start in range(0, count, chunk):
+        n = min(chunk, count - start)
+        local = index
+        if n < count:  # segments outside this chunk join the "none" value start - 1
+            local = torch.where((index < start) | (index >= start + n), start - 1, index)
+        # key (local - start + 1) * size + coordinate, in one fused pass; bin row 0 is "none"
+        key = torch.add(rows.view(-1, 1) + (1 - start) * height, local, alpha=height)
+        per_row = torch.bincount(key.view(-1), minlength=(n + 1) * height).view(n + 1, height)[1:]
+        key = torch.add(cols.view(1, -1) + (1 - start) * width, local, alpha=width)
+        per_col = torch.bincount(key.view(-1), minlength=(n + 1) * width).view(n + 1, width)[1:]
+        in_row, in_col = per_row > 0, per_col > 0
+        parts.append(
+            (
+                per_row.sum(1),
+                (per_row.double() * rows.double()).sum(1),
+                (per_col.double() * cols.double()).sum(1),
+                in_row.byte().argmax(1),  # first row holding the segment (0 when none)
+                (height - 1 - in_row.flip(1).byte().argmax(1)) * in_row.any(1),
+                in_col.byte().argmax(1),
+                (width - 1 - in_col.flip(1).byte().argmax(1)) * in_col.any(1),
+            )
+        )
+    if not parts:
+        empty_i = torch.zeros(0, dtype=torch.int64, device=device)
+        empty_f = torch.zeros(0, dtype=torch.float64, device=device)
+        return SegmentMoments(empty_i, empty_f, empty_f, empty_i, empty_i, empty_i, empty_i)
+    return SegmentMoments(*(torch.cat(column) for column in zip(*parts, strict=True)))
+
+
+def segment_stats(ids: torch.Tensor, segment_ids: Sequence[int]) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """(area, COCO bbox) of each listed segment id in an id map; area 0 and bbox zeros when absent."""
+    return segment_moments(lookup_segments(ids, segment_ids), len(segment_ids)).areas_and_boxes()

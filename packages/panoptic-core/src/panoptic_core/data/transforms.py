@@ -9,6 +9,7 @@ a DataLoader seeds differently in each worker.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -117,13 +118,17 @@ class RandomCrop:
 
 
 class RandomHorizontalFlip:
+    """Mirror image and id map left-right with probability ``p``; boxes are mirrored, areas kept."""
+
     def __init__(self, p: float = 0.5) -> None:
         self.p = p
 
     def __call__(self, image, target):
         if float(torch.rand(())) >= self.p:
             return image, target
-        return image.flip(-1), target.refreshed(target.ids.flip(-1))
+        width = image.shape[-1]
+        segments = [dataclasses.replace(s, bbox=(width - s.bbox[0] - s.bbox[2], *s.bbox[1:])) for s in target.segments]
+        return image.flip(-1), target.replace(ids=target.ids.flip(-1), segments=segments)
 
 
 class ColorJitter:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..data.structures import Segment
+from ..data.structures import Segment, lookup_segments, segment_moments
 
 __all__ = [
     "centroids",
@@ -20,16 +20,7 @@ __all__ = [
 
 def segment_index_map(ids: torch.Tensor, segments: Sequence[Segment]) -> torch.Tensor:
     """Tensor[H, W] int64: index into ``segments`` of each pixel's segment, -1 for VOID or unlisted ids."""
-    if not segments:
-        return torch.full(ids.shape, -1, dtype=torch.int64, device=ids.device)
-    seg_ids = torch.tensor([s.id for s in segments], dtype=ids.dtype, device=ids.device)
-    order = torch.argsort(seg_ids)
-    sorted_ids = seg_ids[order]
-    slot = torch.searchsorted(sorted_ids, ids.contiguous()).clamp_(max=len(segments) - 1).view(-1)
-    # The extra last entry of the lookup table marks pixels whose id is not listed.
-    table = torch.cat([order, order.new_full((1,), -1)])
-    miss = sorted_ids.index_select(0, slot).view(ids.shape) != ids
-    return table.index_select(0, slot.masked_fill_(miss.view(-1), len(segments))).view(ids.shape)
+    return lookup_segments(ids, [s.id for s in segments])
 
 
 def centroids(index: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,28 +31,9 @@ def centroids(index: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tens
         Tensor[count] int64 areas). Sums of integer coordinates are exact in float64, so the
         means equal ``numpy.mean`` of the pixel indices.
     """
-    height, width = index.shape
-    slot = torch.where(index < 0, count, index)  # VOID and unlisted pixels go to an extra bin
-    if (count + 1) * (height + width) <= height * width:
-        # Segment-by-row and segment-by-column histograms: two bincounts, no float pass over the map.
-        rows = torch.arange(height, device=index.device)
-        cols = torch.arange(width, device=index.device)
-        per_row = torch.bincount((slot * height + rows.view(-1, 1)).view(-1), minlength=(count + 1) * height)
-        per_col = torch.bincount((slot * width + cols.view(1, -1)).view(-1), minlength=(count + 1) * width)
-        per_row = per_row.view(count + 1, height)[:count]
-        area = per_row.sum(1)
-        ys = (per_row.double() * rows.double()).sum(1)
-        xs = (per_col.view(count + 1, width)[:count].double() * cols.double()).sum(1)
-    else:  # many segments on a small map: the histograms would outgrow the map
-        flat = slot.view(-1)
-        pos = torch.arange(height * width, device=index.device)
-        area = torch.bincount(flat, minlength=count + 1)[:count]
-        ys = torch.zeros(count + 1, dtype=torch.float64, device=index.device)
-        xs = torch.zeros(count + 1, dtype=torch.float64, device=index.device)
-        ys = ys.index_add_(0, flat, (pos // width).double())[:count]
-        xs = xs.index_add_(0, flat, (pos % width).double())[:count]
-    n = area.double()
-    return torch.stack([ys / n, xs / n], dim=1), area
+    m = segment_moments(index, count)
+    n = m.area.double()
+    return torch.stack([m.sum_y / n, m.sum_x / n], dim=1), m.area
 
 
 def subsample(ids: torch.Tensor, stride: int) -> torch.Tensor:
