@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from panoptic_core.data import Categories, PanopticTarget, Segment, make_synthetic_image, segment_stats
 from panoptic_core.data.synthetic import synthetic_categories
@@ -14,7 +15,9 @@ from panoptic_core.targets import (
     SOLOv2Targets,
     centroids,
     detectron2_deeplab_targets,
+    downsample_masks,
     guided_positions,
+    panoptic_fcn_generate_gt,
     segment_index_map,
 )
 from panoptic_ops import UNBOXED
@@ -149,6 +152,23 @@ def test_ciae_positives_inside_masks_and_levels():
     assert CIAETargets(CATS, merge_things=False)(_target(ids, {9: 110, 4: 5, 5: 2, 7: 1}))["category_map"][60, 20] == 7
 
 
+@pytest.mark.parametrize(("seed", "size"), [(0, (128, 160)), (1, (256, 320)), (2, (96, 224)), (3, (130, 162))])
+def test_panoptic_fcn_matches_generate_gt(seed, size):
+    # (130, 162) is not a multiple of 4: masks then come from F.interpolate of full-size masks
+    target = _synthetic(seed, *size)
+    small_levels = {"strides": (4, 8, 16), "instance_scales": ((1, 32), (16, 64), (32, 2048))}
+    for kwargs in ({}, small_levels):
+        ours = PanopticFCNTargets(CATS, **kwargs)(target)
+        ref = panoptic_fcn_generate_gt(target, CATS, **kwargs)
+        assert set(ours) == set(ref)
+        for key, value in ref.items():
+            got = ours[key]
+            pairs = zip(got, value, strict=True) if isinstance(value, list) else [(got, value)]
+            for a, b in pairs:
+                assert a.dtype == b.dtype and torch.equal(a, b), key
+        assert sum(len(x) for x in ours["level_instances"]) > 0
+
+
 def test_panoptic_fcn_levels_and_heatmaps():
     ids = np.full((256, 256), 9, np.int64)
     ids[10:30, 10:30] = 4  # sqrt area 20: level 0 only
@@ -267,3 +287,16 @@ def test_segment_stats_equal_numpy(size, count):
             continue
         x0, y0 = xs.min(), ys.min()
         assert (area, bbox) == (len(ys), (x0, y0, xs.max() - x0 + 1, ys.max() - y0 + 1))
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"),
+    [((64, 96), (16, 24)), ((64, 96), (32, 32)), ((63, 96), (16, 24)), ((60, 90), (20, 30)), ((9, 8), (9, 8))],
+)
+def test_downsample_masks_equal_bilinear_interpolate(shape, size):
+    # strides 4x4, 2x3, non-dividing 63/16 (the F.interpolate path), 3x3 (one tap), 1x1
+    rng = np.random.default_rng(shape[0])
+    labels = torch.from_numpy(rng.integers(-1, 6, size=shape))
+    values = torch.tensor([0, 3, 5, 9])
+    want = F.interpolate((labels[None] == values.view(-1, 1, 1)).float()[None], size=size, mode="bilinear")[0]
+    assert torch.equal(downsample_masks(labels, values, size), want)

@@ -6,11 +6,18 @@ the rest.
 """
 
 from .ciae import CIAETargets, expand_boxes
-from .common import centroids, draw_centernet_gaussian, gaussian_radius, segment_index_map, subsample
+from .common import (
+    centroids,
+    downsample_masks,
+    draw_centernet_gaussian,
+    gaussian_radius,
+    segment_index_map,
+    subsample,
+)
 from .deeplab import PanopticDeepLabTargets, deeplab_gaussian
 from .einet import EINetTargets
 from .panoptic_fcn import PanopticFCNTargets, guided_positions
-from .reference import detectron2_deeplab_targets
+from .reference import detectron2_deeplab_targets, panoptic_fcn_generate_gt
 from .solov2 import SOLOv2Targets
 
 __all__ = [
@@ -22,10 +29,12 @@ __all__ = [
     "centroids",
     "deeplab_gaussian",
     "detectron2_deeplab_targets",
+    "downsample_masks",
     "draw_centernet_gaussian",
     "expand_boxes",
     "gaussian_radius",
     "guided_positions",
+    "panoptic_fcn_generate_gt",
     "segment_index_map",
     "subsample",
 ]

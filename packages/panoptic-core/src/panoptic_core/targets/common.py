@@ -6,11 +6,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..data.structures import Segment, lookup_segments, segment_moments
 
 __all__ = [
     "centroids",
+    "downsample_masks",
     "draw_centernet_gaussian",
     "gaussian_radius",
     "segment_index_map",
@@ -45,10 +47,46 @@ def subsample(ids: torch.Tensor, stride: int) -> torch.Tensor:
     return ids[..., off::stride, off::stride]
 
 
+def downsample_masks(labels: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear downsampling (``align_corners=False``, no antialias) of the masks ``labels == v``.
+
+    Equals ``F.interpolate((labels == values[:, None, None]).float()[None], size, mode="bilinear")[0]``
+    element for element. When ``size`` divides the map, each output pixel samples one or two rows
+    and one or two columns at fixed offsets with equal weights (exact in float32), so the masks
+    are read from at most four subsampled label maps instead of K full-size float masks.
+
+    Args:
+        labels (Tensor[H, W] int64); values (Tensor[K] int64); size: (h, w).
+
+    Returns:
+        Tensor[K, h, w] float32.
+    """
+    height, width = labels.shape
+    h, w = size
+    values = values.view(-1, 1, 1).to(labels)
+    if height % h or width % w:
+        full = (labels[None] == values).float()
+        return F.interpolate(full[None], size=size, mode="bilinear", align_corners=False)[0]
+
+    def taps(factor: int) -> list[int]:  # source offsets of output pixel 0: (i + 0.5) * factor - 0.5
+        return [factor // 2 - 1, factor // 2] if factor % 2 == 0 else [factor // 2]
+
+    rows, cols = taps(height // h), taps(width // w)
+    weight = 1.0 / (len(rows) * len(cols))
+    out = torch.zeros(len(values), h, w)
+    for dy in rows:
+        for dx in cols:
+            out += labels[dy :: height // h, dx :: width // w][None] == values
+    return out.mul_(weight)
+
+
 def gaussian_radius(height: torch.Tensor, width: torch.Tensor, min_overlap: float = 0.7) -> torch.Tensor:
     """CornerNet's Gaussian radius for boxes of the given size (as CenterNet and Panoptic FCN use it):
-    the smallest of the three radii keeping a corner-shifted box at IoU >= ``min_overlap``."""
-    height, width = height.double(), width.double()
+    the smallest of the three radii keeping a corner-shifted box at IoU >= ``min_overlap``.
+
+    Computed in the inputs' dtype (Panoptic FCN works in float32, CenterNet in float64), with
+    the operations in the order of those implementations.
+    """
     b1 = height + width
     c1 = width * height * (1 - min_overlap) / (1 + min_overlap)
     r1 = (b1 + torch.sqrt(b1**2 - 4 * c1)) / 2

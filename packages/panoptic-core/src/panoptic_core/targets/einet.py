@@ -56,7 +56,8 @@ class EINetTargets:
             if not seg.isthing or seg.iscrowd or int(area[k]) == 0:
                 continue
             w, h = seg.bbox[2] / s, seg.bbox[3] / s
-            radius = int(max(float(gaussian_radius(torch.tensor(h), torch.tensor(w), self.min_overlap)), 0.0))
+            size = torch.tensor([h, w], dtype=torch.float64)  # CenterNet computes the radius in float64
+            radius = int(max(float(gaussian_radius(size[0], size[1], self.min_overlap)), 0.0))
             cy, cx = float(centre[k, 0]) / s, float(centre[k, 1]) / s
             channel = self.categories.thing_index[seg.class_index]
             draw_centernet_gaussian(heat[channel], int(cx), int(cy), radius)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.structures import Categories, PanopticTarget
-from .common import draw_centernet_gaussian, gaussian_radius, segment_index_map
+from .common import downsample_masks, draw_centernet_gaussian, gaussian_radius, segment_index_map
 
 __all__ = ["PanopticFCNTargets", "guided_positions"]
 
@@ -40,7 +40,13 @@ class PanopticFCNTargets:
       level, clamped at 1, values below 0.5 set to 0. A class is a stuff target of level l
       when its heatmap there is non-zero.
 
-    Level sizes are ceil(H / stride) x ceil(W / stride) of the padded input.
+    Level sizes are ceil(H / stride) x ceil(W / stride) of the padded input. Everything is
+    computed on the padded id map (padding is VOID), element for element what ``GenerateGT``
+    gives for an image of the padded size (:func:`~panoptic_core.targets.panoptic_fcn_generate_gt`
+    is that computation, kept for tests). Upstream resizes each image's unpadded maps and then
+    pads with zeros, which differs only in the 1/4 pixels along the image's bottom and right edges
+    when its size is not a multiple of 4. Instances whose mask vanishes at 1/4 get no centre
+    (upstream averages zero pixels into NaN).
     """
 
     ragged = frozenset({"instance_masks", "instance_classes", "level_instances", "level_centers"})
@@ -82,16 +88,11 @@ class PanopticFCNTargets:
             else:
                 lut[k] = cats.stuff_index[s.class_index] + int(self.with_thing)
         sem = lut[torch.where(index < 0, len(segs), index)]
-        onehot = F.one_hot(sem + 1, channels + 1)[..., 1:].permute(2, 0, 1).float()
-        stuff_masks = F.interpolate(onehot[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
+        stuff_masks = downsample_masks(sem, torch.arange(channels), (new_h, new_w))
 
         # Things.
         instances = [k for k, s in enumerate(segs) if s.isthing and not s.iscrowd]
-        if instances:
-            full = index[None] == torch.tensor(instances).view(-1, 1, 1)
-            masks = F.interpolate(full[None].float(), size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
-        else:
-            masks = torch.zeros(0, new_h, new_w)
+        masks = downsample_masks(index, torch.tensor(instances, dtype=torch.int64), (new_h, new_w))
         classes = torch.tensor([cats.thing_index[segs[k].class_index] for k in instances], dtype=torch.int64)
         centres = []
         for m in masks:
@@ -107,8 +108,8 @@ class PanopticFCNTargets:
             chosen = [n for n in range(len(instances)) if lo <= float(scale[n]) <= hi and bool(masks[n].any())]
             level_centres = []
             for n in chosen:
-                cx = int(float(centres[n][0]) * (wl / new_w))
-                cy = int(float(centres[n][1]) * (hl / new_h))
+                # float32 products, truncated, as GenerateGT rescales its float32 centres
+                cx, cy = (centres[n] * torch.tensor([wl / new_w, hl / new_h])).to(torch.int64).tolist()
                 cx, cy = min(max(cx, 0), wl - 1), min(max(cy, 0), hl - 1)
                 bw = (boxes[n, 2] - boxes[n, 0]) * (wl / width)
                 bh = (boxes[n, 3] - boxes[n, 1]) * (hl / height)
