@@ -1,5 +1,6 @@
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -229,7 +230,54 @@ def test_strided_maps_agree_on_any_size(size):
     ciae = CIAETargets(CATS, embedding_stride=4)(target)
     assert ciae["segment_map"].shape == ciae["category_map"].shape
     solo = SOLOv2Targets(CATS)(target)
-    assert solo["instance_masks"].shape[1:] == tuple(math.ceil((n - 2) / 4) for n in size)
+    assert solo["instance_masks"].shape[1:] == tuple(math.ceil(n / 4) for n in size)
+
+
+@pytest.mark.parametrize(("seed", "size"), [(0, (128, 160)), (1, (256, 320)), (4, (96, 224))])
+def test_solov2_masks_equal_mmcv_imrescale(seed, size):
+    """mmdetection rescales each uint8 mask with mmcv.imrescale(mask, 1/4) = cv2.resize INTER_LINEAR."""
+    target = _synthetic(seed, *size)
+    out = SOLOv2Targets(CATS)(target)
+    things = [s for s in target.segments if s.isthing and not s.iscrowd]
+    assert len(things) == len(out["instance_masks"]) > 0
+    h, w = size
+    for seg, mask in zip(things, out["instance_masks"], strict=True):
+        full = (target.ids == seg.id).numpy().astype(np.uint8)
+        want = cv2.resize(full, (int(w * 0.25 + 0.5), int(h * 0.25 + 0.5)), interpolation=cv2.INTER_LINEAR)
+        assert np.array_equal(mask.numpy(), want), seg.id
+
+
+def _cell_f32(value, size: int, grid: int) -> int:
+    """mmdetection's trunc((value / size) / (1 / grid)), every step in float32."""
+    f32 = np.float32
+    return int(np.trunc(f32(f32(value) / f32(size)) / f32(1.0 / grid)))
+
+
+def test_solov2_matches_mmdetection_float32_assignment():
+    # Cells are computed in float32 as mmdetection does; a float64 port would differ where a
+    # centre lies within rounding of a cell edge. Compare every cell on many random scenes.
+    f32 = np.float32
+    gen = SOLOv2Targets(CATS)
+    for seed in range(20):
+        target = _synthetic(seed, 128, 160)
+        out = gen(target)
+        things = [s for s in target.segments if s.isthing and not s.iscrowd]
+        for level, (grid, (lo, hi)) in enumerate(zip(gen.num_grids, gen.scale_ranges, strict=True)):
+            labels = np.full((grid, grid), CATS.num_things)
+            for seg in things:
+                x1, y1, x2, y2 = (f32(v) for v in seg.xyxy)
+                if not lo <= np.sqrt((x2 - x1) * (y2 - y1)) <= hi:
+                    continue
+                ys, xs = np.nonzero(target.ids.numpy() == seg.id)
+                cy, cx = f32(ys.sum()) / f32(len(ys)), f32(xs.sum()) / f32(len(xs))
+                hh, hw = f32(0.5) * (y2 - y1) * f32(0.2), f32(0.5) * (x2 - x1) * f32(0.2)
+                ry, rx = _cell_f32(cy, 128, grid), _cell_f32(cx, 160, grid)
+                top = max(_cell_f32(cy - hh, 128, grid), 0, ry - 1)
+                down = min(_cell_f32(cy + hh, 128, grid), grid - 1, ry + 1)
+                left = max(_cell_f32(cx - hw, 160, grid), 0, rx - 1)
+                right = min(_cell_f32(cx + hw, 160, grid), grid - 1, rx + 1)
+                labels[top : down + 1, left : right + 1] = CATS.thing_index[seg.class_index]
+            assert np.array_equal(out["category"][level].numpy(), labels), (seed, level)
 
 
 def test_generators_on_padded_batches_of_synthetic_scenes():

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from ..data.structures import Categories, PanopticTarget
-from .common import centroids, segment_index_map, subsample
+from ..data.structures import Categories, PanopticTarget, segment_moments
+from .common import downsample_masks, segment_index_map
 
 __all__ = ["SOLOv2Targets"]
 
@@ -22,16 +22,20 @@ class SOLOv2Targets:
 
     * the centre region is the instance's box scaled by ``sigma`` (0.2) about its mask centre
       of mass; the grid cells it covers, limited to the 3 x 3 cells around the centre's cell,
-      get the instance's class (cell index = floor(coordinate / image size * S));
-      later instances overwrite earlier ones.
+      get the instance's class (cell index = trunc(coordinate / image size / (1 / S)), in
+      float32 like mmdetection); later instances overwrite earlier ones.
     * ``category[l]`` (Tensor[S, S] int64): thing index, ``num_things`` for background.
     * ``cell_instance[l]`` (Tensor[S * S] int64): the instance whose mask is the target of each
       cell (index into ``instance_masks``), -1 for negative cells.
-    * ``instance_masks`` (ragged, Tensor[N, H/s, W/s] uint8): instance masks at the mask
-      branch's stride (4), sampled at pixel centres.
+    * ``instance_masks`` (ragged, Tensor[N, ceil(H/s), ceil(W/s)] uint8): each mask rescaled by
+      1/s (s = ``mask_stride``, 4) to ``(int(H/s + 0.5), int(W/s + 0.5))`` with bilinear
+      interpolation and rounding, pasted top-left into the mask branch's map. For H and W
+      multiples of s (the padded sizes SOLOv2 trains on) this is what mmcv's ``imrescale``
+      (OpenCV ``INTER_LINEAR``) gives: a pixel is 1 when at least 2 of its 4 bilinear taps are.
     * ``instance_classes`` (ragged, Tensor[N]).
 
-    The grid coordinates are computed against the padded input size, as mmdetection does.
+    Centres of mass are computed in float32 as mmdetection's ``center_of_mass`` does, and the
+    grid against the padded input size (``featmap size * mask_stride``).
     """
 
     ragged = frozenset({"instance_masks", "instance_classes"})
@@ -57,34 +61,52 @@ class SOLOv2Targets:
         height, width = target.ids.shape
         segs = target.segments
         index = segment_index_map(target.ids, segs)
-        centre, area = centroids(index, len(segs))
-        instances = [k for k, s in enumerate(segs) if s.isthing and not s.iscrowd and int(area[k]) > 0]
-        classes = [cats.thing_index[segs[k].class_index] for k in instances]
+        moments = segment_moments(index, len(segs))
+        instances = [k for k, s in enumerate(segs) if s.isthing and not s.iscrowd and s.area > 0]
+        pick = torch.tensor(instances, dtype=torch.int64)
+        classes = torch.tensor([cats.thing_index[segs[k].class_index] for k in instances], dtype=torch.int64)
+        # float32 throughout, as mmdetection: boxes, sqrt areas, centres of mass, cell arithmetic
+        boxes = torch.tensor([segs[k].xyxy for k in instances], dtype=torch.float32).reshape(-1, 4)
+        box_w, box_h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        scale = torch.sqrt(box_w * box_h)
+        area = moments.area[pick].float()
+        centre_y = moments.sum_y[pick].float() / area
+        centre_x = moments.sum_x[pick].float() / area
+        half_w, half_h = 0.5 * box_w * self.sigma, 0.5 * box_h * self.sigma
+        map_h, map_w = -(-height // self.mask_stride), -(-width // self.mask_stride)
+        full_h, full_w = map_h * self.mask_stride, map_w * self.mask_stride
+
         out: dict[str, Any] = {"category": [], "cell_instance": []}
         for grid, (lo, hi) in zip(self.num_grids, self.scale_ranges, strict=True):
             category = torch.full((grid, grid), cats.num_things, dtype=torch.int64)
             owner = torch.full((grid, grid), -1, dtype=torch.int64)
-            cell = 1.0 / grid
-            for n, k in enumerate(instances):
-                _, _, bw, bh = segs[k].bbox
-                if not lo <= (bw * bh) ** 0.5 <= hi:
+
+            def cell(coord: torch.Tensor, size: int, grid: int = grid) -> torch.Tensor:
+                return torch.div(coord / size, 1.0 / grid, rounding_mode="trunc").to(torch.int64)
+
+            cells = torch.stack(
+                [
+                    cell(centre_y, full_h),
+                    cell(centre_x, full_w),
+                    cell(centre_y - half_h, full_h),
+                    cell(centre_y + half_h, full_h),
+                    cell(centre_x - half_w, full_w),
+                    cell(centre_x + half_w, full_w),
+                ],
+                dim=1,
+            ).tolist()
+            for n, (cy, cx, top_box, down_box, left_box, right_box) in enumerate(cells):
+                if not lo <= float(scale[n]) <= hi:
                     continue
-                half_w, half_h = 0.5 * bw * self.sigma, 0.5 * bh * self.sigma
-                cy, cx = float(centre[k, 0]), float(centre[k, 1])
-                coord_w = int((cx / width) // cell)
-                coord_h = int((cy / height) // cell)
-                top_box = max(0, int(((cy - half_h) / height) // cell))
-                down_box = min(grid - 1, int(((cy + half_h) / height) // cell))
-                left_box = max(0, int(((cx - half_w) / width) // cell))
-                right_box = min(grid - 1, int(((cx + half_w) / width) // cell))
-                top, down = max(top_box, coord_h - 1), min(down_box, coord_h + 1)
-                left, right = max(coord_w - 1, left_box), min(right_box, coord_w + 1)
+                top, down = max(top_box, 0, cy - 1), min(down_box, grid - 1, cy + 1)
+                left, right = max(left_box, 0, cx - 1), min(right_box, grid - 1, cx + 1)
                 category[top : down + 1, left : right + 1] = classes[n]
                 owner[top : down + 1, left : right + 1] = n
             out["category"].append(category)
             out["cell_instance"].append(owner.reshape(-1))
-        sub = subsample(index, self.mask_stride)
-        masks = (sub[None] == torch.tensor(instances, dtype=torch.int64).view(-1, 1, 1)).to(torch.uint8)
+        size = (int(height / self.mask_stride + 0.5), int(width / self.mask_stride + 0.5))
+        masks = torch.zeros(len(instances), map_h, map_w, dtype=torch.uint8)
+        masks[:, : size[0], : size[1]] = downsample_masks(index, pick, size) >= 0.5
         out["instance_masks"] = masks
-        out["instance_classes"] = torch.tensor(classes, dtype=torch.int64)
+        out["instance_classes"] = classes
         return out
