@@ -23,7 +23,12 @@ from panoptic_core.data import (
     segment_stats,
     write_synthetic_dataset,
 )
-from panoptic_core.targets import PanopticDeepLabTargets, detectron2_deeplab_targets
+from panoptic_core.targets import (
+    PanopticDeepLabTargets,
+    PanopticFCNTargets,
+    detectron2_deeplab_targets,
+    panoptic_fcn_generate_gt,
+)
 
 # Cityscapes' 19 training classes: 11 stuff, then 8 things.
 CITYSCAPES = Categories.from_list([{"id": i, "name": f"c{i}", "isthing": int(i >= 11)} for i in range(19)])
@@ -71,6 +76,24 @@ def test_deeplab_targets_ours(benchmark, size):
     want = detectron2_deeplab_targets(target)
     assert torch.equal(out["offset"], torch.from_numpy(want["offset"]))
     assert torch.equal(out["center"][0], torch.from_numpy(want["center"]))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_panoptic_fcn_targets_generate_gt(benchmark, size):
+    benchmark.group = f"Panoptic FCN targets {size}, 40 instances (CPU)"
+    benchmark.extra_info["peer"] = "Panoptic FCN GenerateGT (full-size float masks + F.interpolate)"
+    target = street_target(*SIZES[size])
+    benchmark.pedantic(panoptic_fcn_generate_gt, args=(target, CITYSCAPES), rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_panoptic_fcn_targets_ours(benchmark, size):
+    benchmark.group = f"Panoptic FCN targets {size}, 40 instances (CPU)"
+    target = street_target(*SIZES[size])
+    out = benchmark.pedantic(PanopticFCNTargets(CITYSCAPES), args=(target,), rounds=5, iterations=1, warmup_rounds=1)
+    want = panoptic_fcn_generate_gt(target, CITYSCAPES)
+    assert torch.equal(out["instance_masks"], want["instance_masks"])
+    assert all(torch.equal(a, b) for a, b in zip(out["thing_heatmap"], want["thing_heatmap"], strict=True))
 
 
 class Detectron2Generator:
