@@ -73,7 +73,7 @@ def downsample_masks(labels: torch.Tensor, values: torch.Tensor, size: tuple[int
 
     rows, cols = taps(height // h), taps(width // w)
     weight = 1.0 / (len(rows) * len(cols))
-    out = torch.zeros(len(values), h, w)
+    out = torch.zeros(len(values), h, w, device=labels.device)
     for dy in rows:
         for dx in cols:
             out += labels[dy :: height // h, dx :: width // w][None] == values
