@@ -34,6 +34,7 @@ from panoptic_core.targets import (
     PanopticDeepLabTargets,
     PanopticFCNTargets,
     SOLOv2Targets,
+    TargetGenerator,
 )
 from panoptic_eval import PanopticQuality
 from panoptic_eval.cli import format_table
@@ -43,10 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DIVISOR = 1000
 
 
-def describe(key: str, value, ragged: frozenset[str]) -> str:
-    if isinstance(value, torch.Tensor):
-        return "x".join(map(str, value.shape))
-    return "per image" if key in ragged else f"{len(value)} levels"
+def describe(key: str, value, gen: TargetGenerator) -> str:
+    """Shape of a batched target entry: a stacked tensor, per-level stacks, or per-image values."""
+    if key in gen.ragged:
+        return f"per image ({len(value[0])} levels)" if key in gen.per_level else "per image"
+    if key in gen.per_level:
+        return f"{len(value)} levels"
+    return "x".join(map(str, value.shape))
 
 
 def main() -> None:
@@ -75,7 +79,7 @@ def main() -> None:
     train = CocoPanopticDataset.from_root(args.out, "train", transforms=train_tf)
     cats = train.categories
     print(f"categories: {cats.num_things} things {cats.names[: cats.num_things]}, {cats.num_stuff} stuff")
-    generators = [
+    generators: list[TargetGenerator] = [
         PanopticDeepLabTargets(),
         CIAETargets(cats),
         PanopticFCNTargets(cats),
@@ -92,7 +96,7 @@ def main() -> None:
         )
         start = time.perf_counter()
         batches = list(loader)
-        keys = ", ".join(f"{k} {describe(k, v, gen.ragged)}" for k, v in batches[0].method_targets.items())
+        keys = ", ".join(f"{k} {describe(k, v, gen)}" for k, v in batches[0].method_targets.items())
         print(
             f"{type(gen).__name__}: {len(batches)} batches of {tuple(batches[0].images.shape)} in "
             f"{time.perf_counter() - start:.2f} s; {keys}"
@@ -129,7 +133,7 @@ def main() -> None:
                 instance = 0  # stuff, or crowd (instance 0 of a thing class)
             gt[target.ids == seg.id] = seg.category_id * DIVISOR + instance
         metric.update_label_divisor(gt, pred, label_divisor=DIVISOR, void_label=-1)
-    print("\nPanoptic-DeepLab oracle (GT semantic, centres and offsets through get_panoptic_segmentation):")
+    print("\nPanoptic-DeepLab oracle (GT semantic, centers and offsets through get_panoptic_segmentation):")
     print(format_table(metric.compute()))
 
 

@@ -262,10 +262,10 @@ def test_ciae_loss_gradient():
 
 def test_ciae_loss_falls_as_embeddings_move_to_segment_means():
     emb, seg, cat, boxes, _, num_stuff, stride = _ciae_scene(2)
-    centres = F.normalize(torch.randn(6, 5, generator=torch.Generator().manual_seed(9)), dim=1) * 3
+    centers = F.normalize(torch.randn(6, 5, generator=torch.Generator().manual_seed(9)), dim=1) * 3
     target = torch.zeros_like(emb)
     for b in range(2):
-        target[b] = centres[seg[b].clamp(min=0)].permute(2, 0, 1)
+        target[b] = centers[seg[b].clamp(min=0)].permute(2, 0, 1)
     noisy = target + 2.5 * emb
     sums, _ = segment_sums(target, cat, num_stuff + 1)
     memory = F.normalize(sums, dim=1)

@@ -75,7 +75,7 @@ def test_deeplab_hand_scene():
     assert out["center_weights"][0, 40, 10] == 1
     assert out["offset_weights"][0, 25, 35] == 1 and out["offset_weights"][0, 40, 10] == 0
     assert out["offset_weights"][0, 55, 2] == 0
-    # sigma 8: one pixel from the centre the heatmap is exp(-1/128)
+    # sigma 8: one pixel from the center the heatmap is exp(-1/128)
     assert math.isclose(float(heat[24, 35]), math.exp(-1 / 128), rel_tol=1e-6)
     # every thing pixel plus its offset lands on the centroid
     ys, xs = np.nonzero(ids == 4)
@@ -115,7 +115,7 @@ def test_ciae_positives_inside_masks_and_levels():
     out = gen(_target(ids, {9: 110, 4: 5, 5: 2, 7: 1}, crowd={7}))
     n_pos = 0
     for level, stride in enumerate(gen.strides):
-        labels, ltrb, inst = out["labels"][level], out["box_targets"][level], out["instance"][level]
+        labels, ltrb, inst = out["location_classes"][level], out["box_targets"][level], out["location_instance"][level]
         lo, hi = gen.size_ranges[level]
         ys = torch.arange(labels.shape[0]) * stride + stride // 2
         xs = torch.arange(labels.shape[1]) * stride + stride // 2
@@ -126,7 +126,7 @@ def test_ciae_positives_inside_masks_and_levels():
             seg_id = int(ids[y, x])
             assert seg_id in (4, 5)  # inside a mask: the ring's hole gives none
             n = int(inst[i, j])
-            box = out["gt_boxes"][n]
+            box = out["instance_boxes"][n]
             left, top, right, bottom = ltrb[i, j].tolist()
             assert (left, top, right, bottom) == (x - box[0], y - box[1], box[2] - x, box[3] - y)
             assert lo <= max(left, top, right, bottom) <= hi
@@ -136,8 +136,8 @@ def test_ciae_positives_inside_masks_and_levels():
         assert ((labels == 4) | (labels == -1) | pos).all()  # background is num_things = 4
         assert (out["centerness"][level][~pos] == 0).all()
     assert n_pos > 0
-    assert out["labels"][0][0, 0] == -1  # location (4, 4) is in the crowd region
-    assert out["labels"][0][7, 7] == 4  # ring hole at (60, 60): background
+    assert out["location_classes"][0][0, 0] == -1  # location (4, 4) is in the crowd region
+    assert out["location_classes"][0][7, 7] == 4  # ring hole at (60, 60): background
     # embedding maps (stride 1): stuff index, merged thing category, instance numbering
     seg, cat = out["segment_map"], out["category_map"]
     water = CATS.stuff_index[CATS.class_index(110)]
@@ -146,7 +146,7 @@ def test_ciae_positives_inside_masks_and_levels():
     assert seg[2, 2] == -1 and cat[2, 2] == 4  # crowd: no instance, thing category
     boxes = out["segment_boxes"]
     assert boxes.shape == (6, 4) and torch.equal(boxes[:4], torch.tensor(UNBOXED).expand(4, 4))
-    ring_box = out["gt_boxes"][0]
+    ring_box = out["instance_boxes"][0]
     assert ring_box.tolist() == [15, 15, 106, 106]
     assert torch.allclose(boxes[4], torch.tensor([60.5 - 68.25, 60.5 - 68.25, 60.5 + 68.25, 60.5 + 68.25]))
     assert gen.num_categories == 5
@@ -180,7 +180,7 @@ def test_panoptic_fcn_levels_and_heatmaps():
     assert out["instance_classes"].tolist() == [1, 2]
     masks = out["instance_masks"]
     assert masks.shape == (2, 64, 64)
-    # mass centre of the 1/4 mask of instance 0: pixels 2.5..7.5 -> (5, 5) at stride 4 -> (2, 2) at stride 8
+    # mass center of the 1/4 mask of instance 0: pixels 2.5..7.5 -> (5, 5) at stride 4 -> (2, 2) at stride 8
     heat0 = out["thing_heatmap"][0]
     assert heat0.shape == (4, 32, 32) and heat0[1, 2, 2] == 1
     assert out["level_centers"][0].tolist() == [2 * 32 + 2]
@@ -207,14 +207,14 @@ def test_solov2_grid_cells():
     ids[100:160, 200:260] = 4  # 60x60: sqrt area 60 in levels 0 (1-96) and 1 (48-192)
     gen = SOLOv2Targets(CATS)
     out = gen(_target(ids, {9: 92, 4: 3}))
-    cat0, own0 = out["category"][0], out["cell_instance"][0]
-    # centre (129.5, 229.5) on a 40-grid of 8 px cells: cell (16, 28); the 0.2-scaled box
+    cat0, own0 = out["location_classes"][0], out["location_instance"][0]
+    # center (129.5, 229.5) on a 40-grid of 8 px cells: cell (16, 28); the 0.2-scaled box
     # (half 6 px) spans cells 15..16 x 27..29
     cells = torch.nonzero(cat0 != 4).tolist()
     assert cells == [[y, x] for y in (15, 16) for x in (27, 28, 29)]
     assert (cat0[cat0 != 4] == 2).all()
     assert own0.reshape(40, 40)[16, 28] == 0 and (own0 >= 0).sum() == 6
-    assert (out["category"][2] == 4).all()  # 96-384 range: not assigned
+    assert (out["location_classes"][2] == 4).all()  # 96-384 range: not assigned
     assert out["instance_masks"].shape == (1, 80, 80)
     assert out["instance_masks"][0].sum() == 15 * 15
 
@@ -255,7 +255,7 @@ def _cell_f32(value, size: int, grid: int) -> int:
 
 def test_solov2_matches_mmdetection_float32_assignment():
     # Cells are computed in float32 as mmdetection does; a float64 port would differ where a
-    # centre lies within rounding of a cell edge. Compare every cell on many random scenes.
+    # center lies within rounding of a cell edge. Compare every cell on many random scenes.
     f32 = np.float32
     gen = SOLOv2Targets(CATS)
     for seed in range(20):
@@ -277,7 +277,7 @@ def test_solov2_matches_mmdetection_float32_assignment():
                 left = max(_cell_f32(cx - hw, 160, grid), 0, rx - 1)
                 right = min(_cell_f32(cx + hw, 160, grid), grid - 1, rx + 1)
                 labels[top : down + 1, left : right + 1] = CATS.thing_index[seg.class_index]
-            assert np.array_equal(out["category"][level].numpy(), labels), (seed, level)
+            assert np.array_equal(out["location_classes"][level].numpy(), labels), (seed, level)
 
 
 def test_generators_on_padded_batches_of_synthetic_scenes():
@@ -305,14 +305,14 @@ def test_centroids_equal_numpy_means(size, count):
     rng = np.random.default_rng(count)
     index = rng.integers(-1, count, size=size)
     index[0, 0] = -1
-    centre, area = centroids(torch.from_numpy(index), count)
+    center, area = centroids(torch.from_numpy(index), count)
     for k in range(count):
         ys, xs = np.nonzero(index == k)
         assert int(area[k]) == len(ys)
         if len(ys):
-            assert centre[k].tolist() == [np.mean(ys), np.mean(xs)]
+            assert center[k].tolist() == [np.mean(ys), np.mean(xs)]
         else:
-            assert torch.isnan(centre[k]).all()
+            assert torch.isnan(center[k]).all()
 
 
 def test_segment_index_map_marks_unlisted_ids():

@@ -144,25 +144,36 @@ class CocoPanopticDataset(Dataset):
         rec = self._records[index]
         label = rec["label"]
         try:
-            png = resolve_in_folder(self.panoptic_dir, rec["png"], where=label)
             img_path = resolve_in_folder(self.image_dir, rec["image"], where=label)
-            ids_np = read_id_png(png, image_label=f"image_id {rec['image_id']!r}")
         except PanopticEvalError as exc:
             raise DatasetError(str(exc)) from None
         image = read_image(img_path, where=label)
-        if tuple(image.shape[1:]) != ids_np.shape:
+        target = self.load_target(index)
+        if tuple(image.shape[1:]) != tuple(target.ids.shape):
+            png = self.panoptic_dir / str(rec["png"])
             raise DatasetError(
                 f"{label}: image {img_path} is {image.shape[2]}x{image.shape[1]} but its panoptic PNG {png} "
-                f"is {ids_np.shape[1]}x{ids_np.shape[0]} (width x height)"
+                f"is {target.ids.shape[1]}x{target.ids.shape[0]} (width x height)"
             )
+        return image, target
+
+    def load_target(self, index: int) -> PanopticTarget:
+        """The untransformed target of item ``index``, without reading its image."""
+        rec = self._records[index]
+        label = rec["label"]
+        try:
+            png = resolve_in_folder(self.panoptic_dir, rec["png"], where=label)
+            ids_np = read_id_png(png, image_label=f"image_id {rec['image_id']!r}")
+        except PanopticEvalError as exc:
+            raise DatasetError(str(exc)) from None
         ids = torch.from_numpy(ids_np.astype(np.int64))
         listed = [s[0] for s in rec["segments"]]
-        index = lookup_segments(ids, listed)
-        unlisted = (index < 0) & (ids != 0)
+        index_map = lookup_segments(ids, listed)
+        unlisted = (index_map < 0) & (ids != 0)
         if unlisted.any():
             extra = torch.unique(ids[unlisted])[:5].tolist()
             raise DatasetError(f"{label}: PNG {png} has segment ids {extra} that segments_info does not list")
-        stats = segment_moments(index, len(listed)).areas_and_boxes()
+        stats = segment_moments(index_map, len(listed)).areas_and_boxes()
         missing = [seg for seg, (area, _) in zip(listed, stats, strict=True) if area == 0]
         if missing:
             raise DatasetError(f"{label}: segments {sorted(missing)[:5]} of segments_info are absent from PNG {png}")
@@ -170,7 +181,7 @@ class CocoPanopticDataset(Dataset):
         for (seg_id, cat_id, crowd), (area, bbox) in zip(rec["segments"], stats, strict=True):
             k = self.categories.class_index(cat_id)
             segments.append(Segment(seg_id, cat_id, k, self.categories.isthing[k], crowd, area, bbox))
-        return image, PanopticTarget(ids, segments, rec["image_id"], str(rec["png"]))
+        return PanopticTarget(ids, segments, rec["image_id"], str(rec["png"]))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, PanopticTarget]:
         image, target = self.load(index)

@@ -25,7 +25,9 @@ class PanopticBatch:
         targets: per-image targets, id maps padded with VOID (0) to H x W.
         image_sizes: (h, w) of each image before padding.
         method_targets: the target generator's output (tensors stacked over the batch,
-            per-image ragged entries as lists), empty without a generator.
+            per-level entries as lists of per-level Tensor[B, ...], per-image ragged entries
+            as lists of length B), empty without a generator. Key names:
+            :data:`panoptic_core.targets.GLOSSARY`.
     """
 
     images: torch.Tensor
@@ -68,19 +70,52 @@ class PanopticBatch:
         return self.apply(torch.Tensor.pin_memory)
 
 
-def stack_targets(per_image: Sequence[dict[str, Any]], ragged: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Stack per-image target dicts: tensors along a new batch dim, ``ragged`` keys and lists of
-    per-level tensors level by level (each level stacked), anything else as a list."""
+def stack_targets(
+    per_image: Sequence[dict[str, Any]],
+    ragged: frozenset[str] = frozenset(),
+    per_level: frozenset[str] | None = None,
+) -> dict[str, Any]:
+    """Batch per-image target dicts (the outputs of a target generator).
+
+    Each key, in the order of the first image's dict, becomes:
+
+    * ``ragged`` keys: the list of the images' values (per-level lists stay per image);
+    * ``per_level`` keys: a list over levels of Tensor[B, ...], each level stacked;
+    * other tensors: Tensor[B, ...] stacked along a new batch dim;
+    * anything else: the list of the images' values.
+
+    Args:
+        per_image: one dict per image, all with the same keys.
+        ragged: keys kept as per-image lists (the generator's ``ragged``).
+        per_level: keys holding lists of per-level tensors (the generator's ``per_level``).
+            ``None`` (a generator that does not declare it) infers them: values that are
+            non-empty lists or tuples of tensors.
+
+    Returns:
+        the batched dict, same keys.
+
+    Raises:
+        ValueError: an image's dict lacks a key of the first one, or a declared per-level entry
+            is not a list or tuple.
+    """
     if not per_image:
         return {}
     out: dict[str, Any] = {}
     for key in per_image[0]:
-        values = [d[key] for d in per_image]
+        try:
+            values = [d[key] for d in per_image]
+        except KeyError:
+            raise ValueError(f"stack_targets: {key!r} is missing from some images' targets") from None
+        first = values[0]
         if key in ragged:
             out[key] = values
-        elif isinstance(values[0], torch.Tensor):
+        elif per_level is not None and key in per_level:
+            if not all(isinstance(v, (list, tuple)) for v in values):
+                raise ValueError(f"stack_targets: {key!r} is declared per level but is not a list of tensors")
+            out[key] = [torch.stack(level) for level in zip(*values, strict=True)]
+        elif isinstance(first, torch.Tensor):
             out[key] = torch.stack(values)
-        elif isinstance(values[0], (list, tuple)) and values[0] and isinstance(values[0][0], torch.Tensor):
+        elif per_level is None and isinstance(first, (list, tuple)) and first and isinstance(first[0], torch.Tensor):
             out[key] = [torch.stack(level) for level in zip(*values, strict=True)]
         else:
             out[key] = values
@@ -97,8 +132,15 @@ class PanopticCollate:
     Args:
         size_divisibility: pad sizes up to a multiple of this (the backbone's largest stride).
         pad_value: value of padded image pixels (0 is the mean after :class:`Normalize`).
-        target_generator: callable ``PanopticTarget -> dict`` with an optional ``ragged``
-            attribute naming keys that stay per-image lists.
+        target_generator: a :class:`~panoptic_core.targets.TargetGenerator`, or any callable
+            ``PanopticTarget -> dict``. Its ``ragged`` keys stay per-image lists and its
+            ``per_level`` keys are stacked level by level (see :func:`stack_targets`); a callable
+            without ``per_level`` gets it inferred (lists of tensors), one without ``ragged``
+            none. When it declares ``keys``, every image's dict must have exactly those.
+
+    Raises:
+        ValueError: on an empty batch, an id map whose size differs from its image's, or
+            generator outputs whose keys differ from the declared ``keys``.
     """
 
     def __init__(
@@ -134,6 +176,17 @@ class PanopticCollate:
             sizes.append((int(h), int(w)))
         method_targets: dict[str, Any] = {}
         if self.target_generator is not None:
-            generated = [self.target_generator(t) for t in targets]
-            method_targets = stack_targets(generated, getattr(self.target_generator, "ragged", frozenset()))
+            gen = self.target_generator
+            generated = [gen(t) for t in targets]
+            keys = getattr(gen, "keys", None)
+            if keys is not None:
+                for t, out in zip(targets, generated, strict=True):
+                    if set(out) != set(keys):
+                        raise ValueError(
+                            f"PanopticCollate: {type(gen).__name__} returned keys {sorted(out)} for image "
+                            f"{t.image_id!r} but declares {sorted(keys)}"
+                        )
+            method_targets = stack_targets(
+                generated, getattr(gen, "ragged", frozenset()), getattr(gen, "per_level", None)
+            )
         return PanopticBatch(torch.stack(images), torch.stack(masks), targets, sizes, method_targets)

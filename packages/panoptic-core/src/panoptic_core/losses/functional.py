@@ -65,7 +65,7 @@ def _weighted_mean(loss: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def weighted_mse_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``sum(w * (p - t)^2) / sum(w)`` (0 when no weight): Panoptic-DeepLab's centre loss.
+    """``sum(w * (p - t)^2) / sum(w)`` (0 when no weight): Panoptic-DeepLab's center loss.
 
     Args:
         pred, target (Tensor[B, 1, H, W]); weights broadcastable to them (Tensor[B, 1, H, W]).
@@ -185,6 +185,6 @@ def iou_loss(
 
 
 def centerness_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
-    """FCOS centre-ness loss: binary cross entropy between ``sigmoid(logits)`` and the centre-ness
+    """FCOS center-ness loss: binary cross entropy between ``sigmoid(logits)`` and the center-ness
     targets ``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` of the positive locations."""
     return reduce(F.binary_cross_entropy_with_logits(logits, targets, reduction="none"), reduction)

@@ -1,10 +1,13 @@
 """One target generator per method: ``generator(PanopticTarget) -> dict`` of tensors.
 
-Each generator has a ``ragged`` attribute naming the keys whose values differ in size between
-images; :class:`~panoptic_core.data.PanopticCollate` keeps those as per-image lists and stacks
-the rest.
+Every generator follows :class:`TargetGenerator`: it declares ``keys`` (all it returns, for
+every image), ``ragged`` (entries that differ in size between images, which
+:class:`~panoptic_core.data.PanopticCollate` keeps as per-image lists) and ``per_level``
+(lists with one tensor per pyramid level, stacked level by level). :data:`GLOSSARY` is the one
+table of target key names and their meaning.
 """
 
+from .base import GLOSSARY, TargetGenerator
 from .ciae import CIAETargets, expand_boxes
 from .common import (
     centroids,
@@ -21,11 +24,13 @@ from .reference import detectron2_deeplab_targets, panoptic_fcn_generate_gt
 from .solov2 import SOLOv2Targets
 
 __all__ = [
+    "GLOSSARY",
     "CIAETargets",
     "EINetTargets",
     "PanopticDeepLabTargets",
     "PanopticFCNTargets",
     "SOLOv2Targets",
+    "TargetGenerator",
     "centroids",
     "deeplab_gaussian",
     "detectron2_deeplab_targets",

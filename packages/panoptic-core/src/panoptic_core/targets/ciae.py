@@ -19,10 +19,18 @@ INF = float("inf")
 
 
 def expand_boxes(boxes: torch.Tensor, factor: float) -> torch.Tensor:
-    """Scale (x1, y1, x2, y2) boxes about their centres by ``factor`` (CIAE Sec. IV-B: 1.5 in training)."""
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    """Scale (x1, y1, x2, y2) boxes about their centers by ``factor`` (CIAE Sec. IV-B: 1.5 in training).
+
+    Args:
+        boxes (Tensor[N, 4]): (x1, y1, x2, y2) boxes.
+        factor: the scale of width and height.
+
+    Returns:
+        Tensor[N, 4], the scaled boxes.
+    """
+    center = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = (boxes[:, 2:] - boxes[:, :2]) * (factor / 2)
-    return torch.cat([centre - half, centre + half], dim=1)
+    return torch.cat([center - half, center + half], dim=1)
 
 
 class CIAETargets:
@@ -36,13 +44,14 @@ class CIAETargets:
       instance's mask* (the paper's change to FCOS, Sec. IV-A) and the largest of its box
       distances (l, t, r, b) lies in the level's range (FCOS: [0, 64], [64, 128], ...).
       Masks do not overlap, so a location has at most one instance.
-    * ``labels[l]`` (Tensor[Hl, Wl] int64): thing index of the instance, ``num_things`` for
-      background, -1 (ignored) on locations inside crowd regions.
+    * ``location_classes[l]`` (Tensor[Hl, Wl] int64): thing index of the instance,
+      ``num_things`` for background, -1 (ignored) on locations inside crowd regions.
     * ``box_targets[l]`` (Tensor[Hl, Wl, 4]): (l, t, r, b) distances in pixels to the box
       edges (box (x, y, x + w, y + h) from the COCO bbox), zero on negatives.
     * ``centerness[l]`` (Tensor[Hl, Wl]): sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b)),
       zero on negatives.
-    * ``instance[l]`` (Tensor[Hl, Wl] int64): index of the instance (into ``gt_boxes``), -1.
+    * ``location_instance[l]`` (Tensor[Hl, Wl] int64): index of the instance (into
+      ``instance_boxes`` / ``instance_classes``), -1 on negatives.
 
     Embedding (at ``embedding_stride``; the paper upsamples its embedding map to the input, 1):
 
@@ -54,12 +63,30 @@ class CIAETargets:
       (``merge_things=False``); -1 on VOID.
     * ``segment_boxes`` (ragged, Tensor[C_st + N_th, 4]): the box filter of each segment:
       :data:`panoptic_ops.UNBOXED` for stuff, the instance box expanded ``box_expand`` (1.5)
-      times about its centre for things.
-    * ``gt_boxes`` (ragged, Tensor[N_th, 4]) and ``gt_classes`` (ragged, Tensor[N_th]): the
-      non-crowd thing instances (x1, y1, x2, y2) and thing indices, in segment order.
+      times about its center for things.
+    * ``instance_boxes`` (ragged, Tensor[N_th, 4]) and ``instance_classes`` (ragged,
+      Tensor[N_th] int64): the non-crowd thing instances (x1, y1, x2, y2) and thing indices,
+      in segment order.
+
+    The per-level entries (``per_level``) are lists over ``strides``. Key meanings:
+    :data:`~panoptic_core.targets.GLOSSARY`.
     """
 
-    ragged = frozenset({"segment_boxes", "gt_boxes", "gt_classes"})
+    keys: frozenset[str] = frozenset(
+        {
+            "location_classes",
+            "box_targets",
+            "centerness",
+            "location_instance",
+            "segment_map",
+            "category_map",
+            "segment_boxes",
+            "instance_boxes",
+            "instance_classes",
+        }
+    )
+    ragged: frozenset[str] = frozenset({"segment_boxes", "instance_boxes", "instance_classes"})
+    per_level: frozenset[str] = frozenset({"location_classes", "box_targets", "centerness", "location_instance"})
 
     def __init__(
         self,
@@ -86,6 +113,14 @@ class CIAETargets:
         return cats.num_stuff + (1 if self.merge_things else cats.num_things)
 
     def __call__(self, target: PanopticTarget) -> dict[str, Any]:
+        """The targets of one padded image.
+
+        Args:
+            target: the padded target (``ids`` Tensor[H, W] int64, 0 = VOID, and its segments).
+
+        Returns:
+            every key of ``keys``, as described above, also for an image without segments.
+        """
         cats = self.categories
         ids = target.ids
         height, width = ids.shape
@@ -114,7 +149,7 @@ class CIAETargets:
             [torch.tensor(UNBOXED, dtype=torch.float32).expand(num_stuff, 4), expand_boxes(boxes, self.box_expand)]
         )
 
-        out: dict[str, Any] = {"labels": [], "box_targets": [], "centerness": [], "instance": []}
+        out: dict[str, Any] = {"location_classes": [], "box_targets": [], "centerness": [], "location_instance": []}
         for stride, (lo, hi) in zip(self.strides, self.size_ranges, strict=True):
             hl, wl = math.ceil(height / stride), math.ceil(width / stride)
             ys = torch.arange(hl) * stride + stride // 2
@@ -134,15 +169,15 @@ class CIAETargets:
             ltrb = torch.where(positive[..., None], ltrb, 0.0)
             lr, tb = ltrb[..., [0, 2]], ltrb[..., [1, 3]]
             ratio = (lr.min(-1).values / lr.max(-1).values) * (tb.min(-1).values / tb.max(-1).values)
-            out["labels"].append(labels)
+            out["location_classes"].append(labels)
             out["box_targets"].append(ltrb)
             out["centerness"].append(torch.where(positive, ratio.clamp(min=0).sqrt(), 0.0))
-            out["instance"].append(torch.where(positive, inst, -1))
+            out["location_instance"].append(torch.where(positive, inst, -1))
 
         sub = subsample(lut, self.embedding_stride)
         out["segment_map"] = seg_value[sub].contiguous()
         out["category_map"] = cat_value[sub].contiguous()
         out["segment_boxes"] = segment_boxes
-        out["gt_boxes"] = boxes
-        out["gt_classes"] = classes
+        out["instance_boxes"] = boxes
+        out["instance_classes"] = classes
         return out

@@ -40,7 +40,7 @@ def centroids(index: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tens
 
 def subsample(ids: torch.Tensor, stride: int) -> torch.Tensor:
     """Nearest sampling of a label map at 1/stride: output pixel (y, x) reads input pixel
-    (y*stride + stride//2, x*stride + stride//2), the centre convention of panoptic_ops."""
+    (y*stride + stride//2, x*stride + stride//2), the center convention of panoptic_ops."""
     if stride == 1:
         return ids
     off = stride // 2

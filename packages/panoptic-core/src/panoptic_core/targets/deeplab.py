@@ -1,4 +1,4 @@
-"""Panoptic-DeepLab targets: semantic labels and weights, centre heatmap, offsets."""
+"""Panoptic-DeepLab targets: semantic labels and weights, center heatmap, offsets."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ __all__ = ["PanopticDeepLabTargets", "deeplab_gaussian"]
 
 
 def deeplab_gaussian(sigma: float) -> np.ndarray:
-    """The (6 sigma + 3)^2 Gaussian kernel (peak 1 at its centre 3 sigma + 1) Panoptic-DeepLab draws."""
+    """The (6 sigma + 3)^2 Gaussian kernel (peak 1 at its center 3 sigma + 1) Panoptic-DeepLab draws."""
     size = int(6 * sigma + 3)
     x = np.arange(0, size, 1, float)
     y = x[:, None]
@@ -29,20 +29,25 @@ class PanopticDeepLabTargets:
     * ``semantic`` (Tensor[H, W] int64): class index per pixel, ``ignore_label`` on VOID
       (and on crowd when ``ignore_crowd_in_semantic``).
     * ``semantic_weights`` (Tensor[H, W]): ``small_instance_weight`` (3) on pixels of thing
-      instances smaller than ``small_instance_area`` (4096 px), else 1.
-    * ``center`` (Tensor[1, H, W]): max over instances of a Gaussian (sigma 8) at the mask
+      segments smaller than ``small_instance_area`` (4096 px), else 1.
+    * ``center`` (Tensor[1, H, W]): max over thing segments of a Gaussian (sigma 8) at the mask
       centroid rounded to the nearest pixel (ties to even).
     * ``center_weights`` (Tensor[1, H, W]): 1 on labelled non-crowd pixels, 0 on VOID and crowd.
-    * ``offset`` (Tensor[2, H, W]): (dy, dx) from each thing pixel to its instance's centroid.
+    * ``offset`` (Tensor[2, H, W]): (dy, dx) from each thing pixel to its segment's centroid.
     * ``offset_weights`` (Tensor[1, H, W]): 1 on non-crowd thing pixels (stuff too unless
       ``ignore_stuff_in_offset``).
     * ``center_points`` (ragged, Tensor[K, 2] float64): the (y, x) centroids.
 
-    Crowd segments get no centre and no offset. Segments of thing classes with no pixels (cropped
-    away) are skipped.
+    Crowd thing segments get a center and offsets as in detectron2, with zero center and offset
+    weights. Segments of thing classes with no pixels (cropped away) are skipped. Key meanings:
+    :data:`~panoptic_core.targets.GLOSSARY`.
     """
 
-    ragged = frozenset({"center_points"})
+    keys: frozenset[str] = frozenset(
+        {"semantic", "semantic_weights", "center", "center_weights", "offset", "offset_weights", "center_points"}
+    )
+    ragged: frozenset[str] = frozenset({"center_points"})
+    per_level: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -62,13 +67,32 @@ class PanopticDeepLabTargets:
         self.gaussian = deeplab_gaussian(sigma)
 
     def __call__(self, target: PanopticTarget) -> dict[str, Any]:
+        """The targets of one padded image.
+
+        Args:
+            target: the padded target (``ids`` Tensor[H, W] int64, 0 = VOID, and its segments).
+
+        Returns:
+            every key of ``keys``, as described above, also for an image without segments.
+        """
         index = segment_index_map(target.ids, target.segments)
         return self.from_index(target, index, *centroids(index, len(target.segments)))
 
     def from_index(
-        self, target: PanopticTarget, index: torch.Tensor, centre: torch.Tensor, area: torch.Tensor
+        self, target: PanopticTarget, index: torch.Tensor, center: torch.Tensor, area: torch.Tensor
     ) -> dict[str, Any]:
-        """The targets given the segment index map and the centroids / areas of :func:`centroids`."""
+        """The targets given the segment index map and the centroids / areas of :func:`centroids`.
+
+        Args:
+            target: the padded target (``ids`` Tensor[H, W]).
+            index (Tensor[H, W] int64): index of each pixel's segment, -1 on VOID
+                (:func:`~panoptic_core.targets.segment_index_map`).
+            center (Tensor[S, 2] float64): (y, x) centroid of each segment.
+            area (Tensor[S] int64): pixel count of each segment.
+
+        Returns:
+            the dict described in the class docstring (the keys of ``keys``).
+        """
         height, width = target.ids.shape
         segs = target.segments
         n = len(segs)
@@ -92,21 +116,21 @@ class PanopticDeepLabTargets:
         def per_pixel(table: torch.Tensor) -> torch.Tensor:
             return table.index_select(0, flat).view(height, width)
 
-        # As in detectron2, crowd things still get a centre and offsets; their weights are 0.
+        # As in detectron2, crowd things still get a center and offsets; their weights are 0.
         heat = np.zeros((height, width), dtype=np.float32)
         g = self.gaussian
         s3 = 3 * self.sigma
         points = []
         has_offset = torch.zeros(n + 1, dtype=torch.bool)
-        centre_y = torch.zeros(n + 1, dtype=torch.float64)
-        centre_x = torch.zeros(n + 1, dtype=torch.float64)
+        center_y = torch.zeros(n + 1, dtype=torch.float64)
+        center_x = torch.zeros(n + 1, dtype=torch.float64)
         for k, seg in enumerate(segs):
             if not seg.isthing or int(area[k]) == 0:
                 continue
-            cy, cx = float(centre[k, 0]), float(centre[k, 1])
+            cy, cx = float(center[k, 0]), float(center[k, 1])
             points.append((cy, cx))
             has_offset[k] = True
-            centre_y[k], centre_x[k] = cy, cx
+            center_y[k], center_x[k] = cy, cx
             y, x = round_half_even(cy), round_half_even(cx)
             ul = int(np.round(x - s3 - 1)), int(np.round(y - s3 - 1))
             br = int(np.round(x + s3 + 2)), int(np.round(y + s3 + 2))
@@ -119,8 +143,8 @@ class PanopticDeepLabTargets:
 
         # detectron2 subtracts in float64 and stores float32: same rounding here.
         offset = torch.empty(2, height, width)
-        offset[0] = per_pixel(centre_y).sub_(torch.arange(height, dtype=torch.float64).view(-1, 1))
-        offset[1] = per_pixel(centre_x).sub_(torch.arange(width, dtype=torch.float64).view(1, -1))
+        offset[0] = per_pixel(center_y).sub_(torch.arange(height, dtype=torch.float64).view(-1, 1))
+        offset[1] = per_pixel(center_x).sub_(torch.arange(width, dtype=torch.float64).view(1, -1))
         offset.masked_fill_(~per_pixel(has_offset), 0.0)
         return {
             "semantic": per_pixel(label),

@@ -25,7 +25,11 @@ class EINetTargets:
       Crowd segments get none.
     * ``segment_map`` (Tensor[H', W'] int64): index of each pixel's segment into the
       ragged lists below, -1 on VOID; the masks for pooling segment embeddings.
-    * ``segment_classes`` / ``segment_isthing`` / ``segment_iscrowd`` (ragged, Tensor[S]).
+    * ``segment_classes`` (ragged, Tensor[S] int64): class index of each segment (things,
+      stuff and crowd, in annotation order); ``segment_isthing`` / ``segment_iscrowd``
+      (ragged, Tensor[S] bool).
+
+    Key meanings: :data:`~panoptic_core.targets.GLOSSARY`.
 
     Args:
         categories: the dataset's categories (thing numbering of ``class_center``).
@@ -36,7 +40,13 @@ class EINetTargets:
         **deeplab_kwargs: passed to :class:`PanopticDeepLabTargets`.
     """
 
-    ragged = frozenset({"center_points", "segment_classes", "segment_isthing", "segment_iscrowd"})
+    keys: frozenset[str] = PanopticDeepLabTargets.keys | frozenset(
+        {"class_center", "segment_map", "segment_classes", "segment_isthing", "segment_iscrowd"}
+    )
+    ragged: frozenset[str] = PanopticDeepLabTargets.ragged | frozenset(
+        {"segment_classes", "segment_isthing", "segment_iscrowd"}
+    )
+    per_level: frozenset[str] = frozenset()
 
     def __init__(self, categories: Categories, stride: int = 1, min_overlap: float = 0.7, **deeplab_kwargs: Any):
         self.categories = categories
@@ -45,11 +55,19 @@ class EINetTargets:
         self.deeplab = PanopticDeepLabTargets(**deeplab_kwargs)
 
     def __call__(self, target: PanopticTarget) -> dict[str, Any]:
+        """The targets of one padded image.
+
+        Args:
+            target: the padded target (``ids`` Tensor[H, W] int64, 0 = VOID, and its segments).
+
+        Returns:
+            every key of ``keys``, as described above, also for an image without segments.
+        """
         segs = target.segments
         s = self.stride
         index = segment_index_map(target.ids, segs)
-        centre, area = centroids(index, len(segs))
-        out = self.deeplab.from_index(target, index, centre, area)
+        center, area = centroids(index, len(segs))
+        out = self.deeplab.from_index(target, index, center, area)
         segment_map = subsample(index, s).contiguous()
         heat = torch.zeros(self.categories.num_things, *segment_map.shape)
         for k, seg in enumerate(segs):
@@ -58,7 +76,7 @@ class EINetTargets:
             w, h = seg.bbox[2] / s, seg.bbox[3] / s
             size = torch.tensor([h, w], dtype=torch.float64)  # CenterNet computes the radius in float64
             radius = int(max(float(gaussian_radius(size[0], size[1], self.min_overlap)), 0.0))
-            cy, cx = float(centre[k, 0]) / s, float(centre[k, 1]) / s
+            cy, cx = float(center[k, 0]) / s, float(center[k, 1]) / s
             channel = self.categories.thing_index[seg.class_index]
             draw_centernet_gaussian(heat[channel], int(cx), int(cy), radius)
         out["class_center"] = heat

@@ -1,4 +1,4 @@
-"""Panoptic FCN targets: per-level thing centre heatmaps, stuff maps, instance masks, top-k positions."""
+"""Panoptic FCN targets: per-level thing center heatmaps, stuff maps, instance masks, top-k positions."""
 
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ class PanopticFCNTargets:
     * level assignment: instance n goes to every level l whose ``instance_scales[l]`` range
       (inclusive; overlapping by default) holds sqrt(box area).
     * ``thing_heatmap[l]`` (Tensor[C_thing, Hl, Wl]): CenterNet Gaussians of the assigned
-      instances at their mass centres (mean of the non-zero pixels of the 1/4 mask, scaled to
+      instances at their mass centers (mean of the non-zero pixels of the 1/4 mask, scaled to
       the level and truncated), radius ``gaussian_radius`` of the box scaled to the level with
       ``min_overlap`` 0.7, sigma = (2r + 1) / ``sigma_factor`` (3).
     * ``level_instances[l]`` / ``level_centers[l]`` (ragged, Tensor[n_l]): indices of the
-      assigned instances and the flat position ``y * Wl + x`` of their centres.
+      assigned instances and the flat position ``y * Wl + x`` of their centers.
 
     Stuff (channel 0 merges all thing classes when ``with_thing``, as Panoptic FCN's stuff
     head does; then one channel per stuff class; VOID belongs to no channel):
@@ -45,11 +45,27 @@ class PanopticFCNTargets:
     gives for an image of the padded size (:func:`~panoptic_core.targets.panoptic_fcn_generate_gt`
     is that computation, kept for tests). Upstream resizes each image's unpadded maps and then
     pads with zeros, which differs only in the 1/4 pixels along the image's bottom and right edges
-    when its size is not a multiple of 4. Instances whose mask vanishes at 1/4 get no centre
+    when its size is not a multiple of 4. Instances whose mask vanishes at 1/4 get no center
     (upstream averages zero pixels into NaN).
+
+    The per-level entries (``per_level``) are lists over ``strides``; ``level_instances`` and
+    ``level_centers`` are also ragged, so a batch keeps one per-level list per image. Key
+    meanings: :data:`~panoptic_core.targets.GLOSSARY`.
     """
 
-    ragged = frozenset({"instance_masks", "instance_classes", "level_instances", "level_centers"})
+    keys: frozenset[str] = frozenset(
+        {
+            "thing_heatmap",
+            "stuff_heatmap",
+            "level_instances",
+            "level_centers",
+            "instance_masks",
+            "instance_classes",
+            "stuff_masks",
+        }
+    )
+    ragged: frozenset[str] = frozenset({"instance_masks", "instance_classes", "level_instances", "level_centers"})
+    per_level: frozenset[str] = frozenset({"thing_heatmap", "stuff_heatmap", "level_instances", "level_centers"})
 
     def __init__(
         self,
@@ -72,6 +88,14 @@ class PanopticFCNTargets:
         self.with_thing = with_thing
 
     def __call__(self, target: PanopticTarget) -> dict[str, Any]:
+        """The targets of one padded image.
+
+        Args:
+            target: the padded target (``ids`` Tensor[H, W] int64, 0 = VOID, and its segments).
+
+        Returns:
+            every key of ``keys``, as described above, also for an image without segments.
+        """
         cats = self.categories
         height, width = target.ids.shape
         segs = target.segments
@@ -94,10 +118,10 @@ class PanopticFCNTargets:
         instances = [k for k, s in enumerate(segs) if s.isthing and not s.iscrowd]
         masks = downsample_masks(index, torch.tensor(instances, dtype=torch.int64), (new_h, new_w))
         classes = torch.tensor([cats.thing_index[segs[k].class_index] for k in instances], dtype=torch.int64)
-        centres = []
+        centers = []
         for m in masks:
             nz = torch.nonzero(m).float()
-            centres.append(nz.mean(0)[[1, 0]] if len(nz) else torch.tensor([float("nan")] * 2))
+            centers.append(nz.mean(0)[[1, 0]] if len(nz) else torch.tensor([float("nan")] * 2))
         boxes = torch.tensor([segs[k].xyxy for k in instances], dtype=torch.float32).reshape(-1, 4)
         scale = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
 
@@ -106,23 +130,23 @@ class PanopticFCNTargets:
             hl, wl = math.ceil(height / stride), math.ceil(width / stride)
             heat = torch.zeros(cats.num_things, hl, wl)
             chosen = [n for n in range(len(instances)) if lo <= float(scale[n]) <= hi and bool(masks[n].any())]
-            level_centres = []
+            level_centers = []
             for n in chosen:
-                # float32 products, truncated, as GenerateGT rescales its float32 centres
-                cx, cy = (centres[n] * torch.tensor([wl / new_w, hl / new_h])).to(torch.int64).tolist()
+                # float32 products, truncated, as GenerateGT rescales its float32 centers
+                cx, cy = (centers[n] * torch.tensor([wl / new_w, hl / new_h])).to(torch.int64).tolist()
                 cx, cy = min(max(cx, 0), wl - 1), min(max(cy, 0), hl - 1)
                 bw = (boxes[n, 2] - boxes[n, 0]) * (wl / width)
                 bh = (boxes[n, 3] - boxes[n, 1]) * (hl / height)
                 radius = int(max(float(gaussian_radius(bh, bw, self.min_overlap)), 0.0))
                 draw_centernet_gaussian(heat[int(classes[n])], cx, cy, radius, self.sigma_factor)
-                level_centres.append(cy * wl + cx)
+                level_centers.append(cy * wl + cx)
             stuff = F.interpolate(stuff_masks[None], size=(hl, wl), mode="bilinear", align_corners=False)[0]
             stuff = stuff.clamp(max=1.0)
             stuff[stuff < 0.5] = 0.0
             out["thing_heatmap"].append(heat)
             out["stuff_heatmap"].append(stuff)
             out["level_instances"].append(torch.tensor(chosen, dtype=torch.int64))
-            out["level_centers"].append(torch.tensor(level_centres, dtype=torch.int64))
+            out["level_centers"].append(torch.tensor(level_centers, dtype=torch.int64))
         out["instance_masks"] = masks
         out["instance_classes"] = classes
         out["stuff_masks"] = stuff_masks

@@ -93,7 +93,7 @@ def panoptic_fcn_generate_gt(
     common_stride: int = 4,
 ) -> dict[str, object]:
     """Panoptic FCN's ``GenerateGT`` for one (padded) image, computed its way: full-size float
-    masks resized with ``F.interpolate``, float32 mass centres, rescaling and CornerNet radii
+    masks resized with ``F.interpolate``, float32 mass centers, rescaling and CornerNet radii
     over all instances of a level at once, Gaussians drawn one instance after another.
 
     Instances whose mask vanishes at 1/4 are left out (upstream takes the mean of no pixels, NaN).
@@ -116,10 +116,10 @@ def panoptic_fcn_generate_gt(
     full = torch.stack([ids == s.id for s in things]) if things else torch.zeros(0, height, width, dtype=torch.bool)
     masks = F.interpolate(full.float()[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
     visible = masks.flatten(1).any(1)
-    centres = torch.zeros(len(things), 2)
+    centers = torch.zeros(len(things), 2)
     for n in range(len(things)):
         if visible[n]:
-            centres[n] = torch.nonzero(masks[n]).float().mean(0).flip(0)  # (x, y)
+            centers[n] = torch.nonzero(masks[n]).float().mean(0).flip(0)  # (x, y)
     classes = torch.tensor([categories.thing_index[s.class_index] for s in things], dtype=torch.int64)
     boxes = torch.tensor([s.xyxy for s in things], dtype=torch.float32).reshape(-1, 4)
     scale = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt()
@@ -128,10 +128,10 @@ def panoptic_fcn_generate_gt(
     for stride, (lo, hi) in zip(strides, instance_scales, strict=True):
         hl, wl = math.ceil(height / stride), math.ceil(width / stride)
         chosen = torch.nonzero((scale >= lo) & (scale <= hi) & visible).flatten()
-        centre = centres[chosen].clone()
-        centre[:, 0] *= wl / new_w
-        centre[:, 1] *= hl / new_h
-        centre = centre.to(torch.int64)
+        center = centers[chosen].clone()
+        center[:, 0] *= wl / new_w
+        center[:, 1] *= hl / new_h
+        center = center.to(torch.int64)
         w = (boxes[chosen, 2] - boxes[chosen, 0]) * (wl / width)
         h = (boxes[chosen, 3] - boxes[chosen, 1]) * (hl / height)
         # CornerNet: the three radii for a box of size (h, w) at IoU min_overlap, smallest wins
@@ -144,7 +144,7 @@ def panoptic_fcn_generate_gt(
         )
         radii = radii.clamp_min(0).to(torch.int32)
         heat = torch.zeros(categories.num_things, hl, wl)
-        for (x, y), r, cls in zip(centre.tolist(), radii.tolist(), classes[chosen].tolist(), strict=True):
+        for (x, y), r, cls in zip(center.tolist(), radii.tolist(), classes[chosen].tolist(), strict=True):
             sigma = (2 * r + 1) / sigma_factor
             yy, xx = np.ogrid[-r : r + 1, -r : r + 1]
             g = np.exp(-(xx * xx + yy * yy) / (2 * sigma * sigma))
@@ -160,7 +160,7 @@ def panoptic_fcn_generate_gt(
         out["thing_heatmap"].append(heat)
         out["stuff_heatmap"].append(stuff)
         out["level_instances"].append(chosen)
-        out["level_centers"].append(centre[:, 1] * wl + centre[:, 0])
+        out["level_centers"].append(center[:, 1] * wl + center[:, 0])
     out["instance_masks"] = masks
     out["instance_classes"] = classes
     out["stuff_masks"] = stuff_masks

@@ -1,4 +1,4 @@
-"""SOLOv2 targets: grid category targets per level and instance mask targets."""
+"""SOLOv2 targets: grid class targets per level and instance mask targets."""
 
 from __future__ import annotations
 
@@ -20,25 +20,30 @@ class SOLOv2Targets:
     For each level (grid S x S) and each non-crowd thing instance whose sqrt(box area) lies in
     the level's ``scale_ranges`` entry (inclusive, overlapping):
 
-    * the centre region is the instance's box scaled by ``sigma`` (0.2) about its mask centre
-      of mass; the grid cells it covers, limited to the 3 x 3 cells around the centre's cell,
+    * the center region is the instance's box scaled by ``sigma`` (0.2) about its mask center
+      of mass; the grid cells it covers, limited to the 3 x 3 cells around the center's cell,
       get the instance's class (cell index = trunc(coordinate / image size / (1 / S)), in
       float32 like mmdetection); later instances overwrite earlier ones.
-    * ``category[l]`` (Tensor[S, S] int64): thing index, ``num_things`` for background.
-    * ``cell_instance[l]`` (Tensor[S * S] int64): the instance whose mask is the target of each
-      cell (index into ``instance_masks``), -1 for negative cells.
+    * ``location_classes[l]`` (Tensor[S, S] int64): thing index, ``num_things`` for background
+      (no ignore value).
+    * ``location_instance[l]`` (Tensor[S * S] int64): the instance whose mask is the target of
+      each cell, row-major (index into ``instance_masks``), -1 for negative cells.
     * ``instance_masks`` (ragged, Tensor[N, ceil(H/s), ceil(W/s)] uint8): each mask rescaled by
       1/s (s = ``mask_stride``, 4) to ``(int(H/s + 0.5), int(W/s + 0.5))`` with bilinear
       interpolation and rounding, pasted top-left into the mask branch's map. For H and W
       multiples of s (the padded sizes SOLOv2 trains on) this is what mmcv's ``imrescale``
       (OpenCV ``INTER_LINEAR``) gives: a pixel is 1 when at least 2 of its 4 bilinear taps are.
-    * ``instance_classes`` (ragged, Tensor[N]).
+    * ``instance_classes`` (ragged, Tensor[N] int64): thing index of each instance.
 
-    Centres of mass are computed in float32 as mmdetection's ``center_of_mass`` does, and the
-    grid against the padded input size (``featmap size * mask_stride``).
+    Instances are the non-crowd thing segments with pixels, in segment order. Centers of mass
+    are computed in float32 as mmdetection's ``center_of_mass`` does, and the grid against the
+    padded input size (``featmap size * mask_stride``). The per-level entries (``per_level``)
+    are lists over ``num_grids``. Key meanings: :data:`~panoptic_core.targets.GLOSSARY`.
     """
 
-    ragged = frozenset({"instance_masks", "instance_classes"})
+    keys: frozenset[str] = frozenset({"location_classes", "location_instance", "instance_masks", "instance_classes"})
+    ragged: frozenset[str] = frozenset({"instance_masks", "instance_classes"})
+    per_level: frozenset[str] = frozenset({"location_classes", "location_instance"})
 
     def __init__(
         self,
@@ -57,6 +62,14 @@ class SOLOv2Targets:
         self.mask_stride = int(mask_stride)
 
     def __call__(self, target: PanopticTarget) -> dict[str, Any]:
+        """The targets of one padded image.
+
+        Args:
+            target: the padded target (``ids`` Tensor[H, W] int64, 0 = VOID, and its segments).
+
+        Returns:
+            every key of ``keys``, as described above, also for an image without segments.
+        """
         cats = self.categories
         height, width = target.ids.shape
         segs = target.segments
@@ -65,20 +78,20 @@ class SOLOv2Targets:
         instances = [k for k, s in enumerate(segs) if s.isthing and not s.iscrowd and s.area > 0]
         pick = torch.tensor(instances, dtype=torch.int64)
         classes = torch.tensor([cats.thing_index[segs[k].class_index] for k in instances], dtype=torch.int64)
-        # float32 throughout, as mmdetection: boxes, sqrt areas, centres of mass, cell arithmetic
+        # float32 throughout, as mmdetection: boxes, sqrt areas, centers of mass, cell arithmetic
         boxes = torch.tensor([segs[k].xyxy for k in instances], dtype=torch.float32).reshape(-1, 4)
         box_w, box_h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         scale = torch.sqrt(box_w * box_h)
         area = moments.area[pick].float()
-        centre_y = moments.sum_y[pick].float() / area
-        centre_x = moments.sum_x[pick].float() / area
+        center_y = moments.sum_y[pick].float() / area
+        center_x = moments.sum_x[pick].float() / area
         half_w, half_h = 0.5 * box_w * self.sigma, 0.5 * box_h * self.sigma
         map_h, map_w = -(-height // self.mask_stride), -(-width // self.mask_stride)
         full_h, full_w = map_h * self.mask_stride, map_w * self.mask_stride
 
-        out: dict[str, Any] = {"category": [], "cell_instance": []}
+        out: dict[str, Any] = {"location_classes": [], "location_instance": []}
         for grid, (lo, hi) in zip(self.num_grids, self.scale_ranges, strict=True):
-            category = torch.full((grid, grid), cats.num_things, dtype=torch.int64)
+            classes_at = torch.full((grid, grid), cats.num_things, dtype=torch.int64)
             owner = torch.full((grid, grid), -1, dtype=torch.int64)
 
             def cell(coord: torch.Tensor, size: int, grid: int = grid) -> torch.Tensor:
@@ -86,12 +99,12 @@ class SOLOv2Targets:
 
             cells = torch.stack(
                 [
-                    cell(centre_y, full_h),
-                    cell(centre_x, full_w),
-                    cell(centre_y - half_h, full_h),
-                    cell(centre_y + half_h, full_h),
-                    cell(centre_x - half_w, full_w),
-                    cell(centre_x + half_w, full_w),
+                    cell(center_y, full_h),
+                    cell(center_x, full_w),
+                    cell(center_y - half_h, full_h),
+                    cell(center_y + half_h, full_h),
+                    cell(center_x - half_w, full_w),
+                    cell(center_x + half_w, full_w),
                 ],
                 dim=1,
             ).tolist()
@@ -100,10 +113,10 @@ class SOLOv2Targets:
                     continue
                 top, down = max(top_box, 0, cy - 1), min(down_box, grid - 1, cy + 1)
                 left, right = max(left_box, 0, cx - 1), min(right_box, grid - 1, cx + 1)
-                category[top : down + 1, left : right + 1] = classes[n]
+                classes_at[top : down + 1, left : right + 1] = classes[n]
                 owner[top : down + 1, left : right + 1] = n
-            out["category"].append(category)
-            out["cell_instance"].append(owner.reshape(-1))
+            out["location_classes"].append(classes_at)
+            out["location_instance"].append(owner.reshape(-1))
         size = (int(height / self.mask_stride + 0.5), int(width / self.mask_stride + 0.5))
         masks = torch.zeros(len(instances), map_h, map_w, dtype=torch.uint8)
         masks[:, : size[0], : size[1]] = downsample_masks(index, pick, size) >= 0.5
