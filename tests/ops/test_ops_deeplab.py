@@ -195,7 +195,7 @@ def test_random_maps_match_reference(device, dtype, seed):
 def test_scenes_match_reference(device, num_instances):
     sem, hm, offsets = deeplab_scene(96, 160, num_instances, seed=num_instances)
     pan, ctr = assert_panoptic_equal(device, sem, hm, offsets, THINGS, 1000, 64, 0, 0.1, 7, None)
-    found = ctr.shape[1]  # one peak of value 1.0 per disc, unless two centres share a 7x7 window
+    found = ctr.shape[1]  # one peak of value 1.0 per disc, unless two centers share a 7x7 window
     assert num_instances - 2 <= found <= num_instances
     if num_instances:
         assert ((pan % 1000 > 0) & (pan // 1000 >= 11)).any()

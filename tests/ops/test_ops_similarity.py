@@ -17,11 +17,11 @@ def random_inputs(seed, batch=2, dim=6, height=13, width=17, num=5, dtype=torch.
     xy = torch.rand(batch, num, 2, generator=g, dtype=dtype) * 60 - 10
     boxes = torch.cat([xy, xy + torch.rand(batch, num, 2, generator=g, dtype=dtype) * 50], dim=-1)
     boxes[:, 0] = torch.tensor(UNBOXED, dtype=dtype)  # a stuff query
-    boxes[0, 1] = torch.tensor([8.0, 4.0, 16.0, 12.0], dtype=dtype)  # edges on pixel centres (stride 4)
+    boxes[0, 1] = torch.tensor([8.0, 4.0, 16.0, 12.0], dtype=dtype)  # edges on pixel centers (stride 4)
     return embeddings, queries, boxes
 
 
-def test_box_edges_are_inclusive_and_mapped_through_pixel_centres():
+def test_box_edges_are_inclusive_and_mapped_through_pixel_centers():
     embeddings = torch.ones(1, 1, 4, 6)
     queries = torch.ones(1, 1, 1)
     # stride 4: pixel x stands for 4 * x + 2; [6, 14] covers x = 1, 2, 3 (6, 10, 14), edges included.

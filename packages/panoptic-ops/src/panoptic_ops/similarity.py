@@ -1,7 +1,7 @@
 """CIAE box-filtered similarity between pixel embeddings and query embeddings.
 
 Coordinates: pixel (y, x) of an embedding map with stride ``s`` stands for the image point
-``((x + 0.5) * s, (y + 0.5) * s)`` (the centre of its s x s footprint). It is inside the box
+``((x + 0.5) * s, (y + 0.5) * s)`` (the center of its s x s footprint). It is inside the box
 (x1, y1, x2, y2), given in image coordinates, when ``x1 <= (x + 0.5) * s <= x2`` and
 ``y1 <= (y + 0.5) * s <= y2``: both edges included, compared in double. Unboxed (stuff)
 queries use :data:`UNBOXED` = (-inf, -inf, inf, inf), which contains every pixel; a box with a

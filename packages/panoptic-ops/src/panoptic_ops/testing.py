@@ -19,7 +19,7 @@ def deeplab_scene(
 
     Stuff classes fill horizontal bands with wavy boundaries; ``num_instances`` discs of thing
     classes (radius 8-60 px, later ones occluding earlier ones) carry a Gaussian center peak
-    (sigma 8, value 1) and offsets pointing at their centre, plus Gaussian noise.
+    (sigma 8, value 1) and offsets pointing at their center, plus Gaussian noise.
 
     Returns:
         (sem_seg Tensor[1, H, W] int64, center_heatmap Tensor[1, H, W] float32,
