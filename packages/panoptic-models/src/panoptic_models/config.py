@@ -1,0 +1,242 @@
+"""Method configurations: one frozen dataclass per method, with the paper's defaults.
+
+Every size a method's target generator and heads share (strides, ignore label, Gaussian sigma,
+...) is a field of its config, defined once: :meth:`PanopticDeepLabConfig.target_generator`
+builds the generator from the same values the model reads.
+
+``from_dict`` maps a plain mapping (e.g. the ``model:`` section of a YAML file) onto the
+dataclass: nested dataclasses from nested mappings, lists to tuples, and a ``ValueError`` that
+names the first unknown key or ill-typed value with its dotted path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from panoptic_core.data import Categories
+from panoptic_core.targets import PanopticDeepLabTargets
+
+__all__ = ["BackboneConfig", "PanopticDeepLabConfig", "from_dict", "to_dict"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Arguments of :func:`panoptic_models.backbones.build_backbone`.
+
+    Attributes:
+        name: resnet18/34/50/101 or efficientnet_b0..b5.
+        weights: a local torchvision-format state-dict file, or None (random init).
+        norm: "BN", "FrozenBN", "SyncBN", "GN".
+        freeze_at: 0 trains everything; 1 freezes the stem; k freezes the stem and k - 1 stages.
+        options: further keyword arguments of the backbone (e.g. ``stem``, ``res5_dilation``,
+            ``res5_multi_grid`` for ResNet; ``se`` for EfficientNet).
+    """
+
+    name: str = "resnet50"
+    weights: str | None = None
+    norm: str = "BN"
+    freeze_at: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self):
+        from .backbones import build_backbone
+
+        return build_backbone(self.name, weights=self.weights, norm=self.norm, freeze_at=self.freeze_at, **self.options)
+
+
+def _deeplab_r52() -> BackboneConfig:
+    # detectron2 / deeplab2 "R52": ResNet-50 with the deep stem, output stride 16, multi-grid (1, 2, 4).
+    return BackboneConfig("resnet50", options={"stem": "deeplab", "res5_dilation": 2, "res5_multi_grid": (1, 2, 4)})
+
+
+@dataclass(frozen=True)
+class PanopticDeepLabConfig:
+    """Panoptic-DeepLab (Cheng et al., CVPR 2020) as detectron2's ``projects/Panoptic-DeepLab``.
+
+    Defaults are detectron2's Cityscapes recipe (R52, output stride 16, depthwise-separable
+    decoders); :meth:`coco` and :meth:`synthetic` give the other presets.
+
+    Attributes:
+        backbone: see :class:`BackboneConfig`.
+        in_features: backbone features of both decoders, fine to coarse; the coarsest feeds ASPP.
+        project_channels: 1x1 projection width of the finer features (32, 64).
+        aspp_channels, aspp_dilations, aspp_dropout: ASPP of both decoders.
+        aspp_pool_kernel_size: image-pooling window in feature pixels (detectron2 takes the
+            training crop / 16); None pools the whole map.
+        semantic_decoder_channels, semantic_head_channels: semantic branch widths (256, 256).
+        instance_decoder_channels, instance_head_channels: instance branch widths (128, 32).
+        norm: normalisation of the decoders and heads ("SyncBN" in multi-GPU training).
+        depthwise_separable: 5x5 depthwise-separable convs in the decoders and heads, separable ASPP.
+        ignore_label: semantic label of VOID pixels, for the targets and the loss.
+        semantic_loss_top_k: fraction of hardest pixels in the bootstrapped CE (0.2; COCO 1.0).
+        semantic_loss_weight, center_loss_weight, offset_loss_weight: 1, 200, 0.01.
+        center_sigma, small_instance_area, small_instance_weight, ignore_stuff_in_offset,
+            ignore_crowd_in_semantic: target generation (see ``PanopticDeepLabTargets``).
+        stuff_area, center_threshold, nms_kernel, top_k: post-processing (2048, 0.1, 7, 200).
+        pixel_mean, pixel_std: the normalisation the images were given (used by tools that
+            start from raw images; the model itself takes normalised images).
+    """
+
+    backbone: BackboneConfig = field(default_factory=_deeplab_r52)
+    in_features: tuple[str, ...] = ("res2", "res3", "res5")
+    project_channels: tuple[int, ...] = (32, 64)
+    aspp_channels: int = 256
+    aspp_dilations: tuple[int, ...] = (6, 12, 18)
+    aspp_dropout: float = 0.1
+    aspp_pool_kernel_size: tuple[int, int] | None = None
+    semantic_decoder_channels: int = 256
+    semantic_head_channels: int = 256
+    instance_decoder_channels: int = 128
+    instance_head_channels: int = 32
+    norm: str = "BN"
+    depthwise_separable: bool = True
+    ignore_label: int = 255
+    semantic_loss_top_k: float = 0.2
+    semantic_loss_weight: float = 1.0
+    center_loss_weight: float = 200.0
+    offset_loss_weight: float = 0.01
+    center_sigma: float = 8.0
+    small_instance_area: int = 4096
+    small_instance_weight: float = 3.0
+    ignore_stuff_in_offset: bool = True
+    ignore_crowd_in_semantic: bool = False
+    stuff_area: int = 2048
+    center_threshold: float = 0.1
+    nms_kernel: int = 7
+    top_k: int | None = 200
+    pixel_mean: tuple[float, ...] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, ...] = (58.395, 57.12, 57.375)
+
+    method: ClassVar[str] = "panoptic_deeplab"
+
+    @classmethod
+    def cityscapes(cls) -> PanopticDeepLabConfig:
+        """detectron2's Cityscapes recipe (crop 512 x 1024: image pooling over 32 x 64 feature pixels)."""
+        return cls(aspp_pool_kernel_size=(32, 64))
+
+    @classmethod
+    def coco(cls) -> PanopticDeepLabConfig:
+        """detectron2's COCO recipe: plain CE (top-k 1.0), stuff area 4096, NMS kernel 41, 640 crops."""
+        return cls(semantic_loss_top_k=1.0, stuff_area=4096, nms_kernel=41, aspp_pool_kernel_size=(40, 40))
+
+    @classmethod
+    def synthetic(cls) -> PanopticDeepLabConfig:
+        """A small model for the synthetic dataset (128 x 160 images) that trains on a CPU in minutes."""
+        return cls(
+            backbone=BackboneConfig("resnet18", options={"res5_dilation": 2}),
+            project_channels=(32, 32),
+            aspp_channels=64,
+            semantic_decoder_channels=64,
+            semantic_head_channels=64,
+            instance_decoder_channels=32,
+            instance_head_channels=32,
+            aspp_dropout=0.0,
+            center_sigma=4.0,
+            stuff_area=64,
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PanopticDeepLabConfig:
+        return from_dict(cls, data)
+
+    def target_generator(self, categories: Categories | None = None) -> PanopticDeepLabTargets:
+        """The target generator with this config's values (``categories`` unused: labels are class indices)."""
+        return PanopticDeepLabTargets(
+            sigma=self.center_sigma,
+            ignore_label=self.ignore_label,
+            small_instance_area=self.small_instance_area,
+            small_instance_weight=self.small_instance_weight,
+            ignore_stuff_in_offset=self.ignore_stuff_in_offset,
+            ignore_crowd_in_semantic=self.ignore_crowd_in_semantic,
+        )
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config as plain data (tuples as lists), the inverse of :func:`from_dict`."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(config)
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, checking every key and value type.
+
+    Raises:
+        ValueError: naming the dotted key (``where`` + key) that is unknown or ill-typed.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    values = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise ValueError(f"unknown key {path!r} (known: {', '.join(sorted(fields))})")
+        values[key] = _coerce(hints[key], value, path)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, path)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[0] if errors else f"{path}: bad value {value!r}")
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where=path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{path}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ValueError(f"{path}: expected {len(args)} values, got {list(value)}")
+        return tuple(_coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if origin in (Mapping, dict) or hint in (Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{path}: expected a string, got {value!r}")
+        return value
+    return value
