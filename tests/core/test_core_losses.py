@@ -396,3 +396,11 @@ def test_losses_train_on_collated_targets(synthetic_root):
     total.backward()
     assert torch.isfinite(total) and total > 0
     assert logits.grad.abs().sum() > 0 and center.grad.abs().sum() > 0 and offset.grad.abs().sum() > 0
+
+
+def test_bootstrapped_cross_entropy_on_tiny_maps_keeps_one_pixel():
+    logits = torch.tensor([[[[2.0, 0.0]], [[0.0, 1.0]]]])  # 1 x 2 classes x 1 x 2 pixels: K = int(0.2 * 2) = 0
+    labels = torch.tensor([[[1, 1]]])
+    loss = bootstrapped_cross_entropy(logits, labels)
+    hardest = torch.nn.functional.cross_entropy(logits, labels, reduction="none").max()
+    torch.testing.assert_close(loss, hardest)

@@ -67,8 +67,27 @@ def test_paper_configs():
     assert (city.stuff_area, city.center_threshold, city.nms_kernel, city.top_k) == (2048, 0.1, 7, 200)
     assert city.backbone.options == {"stem": "deeplab", "res5_dilation": 2, "res5_multi_grid": (1, 2, 4)}
     assert (coco.semantic_loss_top_k, coco.stuff_area, coco.nms_kernel) == (1.0, 4096, 41)
+    assert (coco.center_sigma, coco.size_divisibility, coco.aspp_pool_kernel_size) == (8.0, 640, (40, 40))
     gen = city.target_generator()
-    assert (gen.sigma, gen.small_instance_area, gen.small_instance_weight, gen.ignore_label) == (8.0, 4096, 3.0, 255)
+    assert (gen.sigma, gen.small_instance_area, gen.small_instance_weight, gen.ignore_label) == (10.0, 4096, 3.0, 255)
+
+
+def test_r52_presets_build_and_run():
+    """The paper models: separable semantic and offset heads, a two-conv center head (as detectron2),
+    COCO batches padded to 640."""
+    from panoptic_models.layers import SeparableConv2d
+
+    cats = synthetic_categories()
+    city = build_model(PanopticDeepLabConfig.cityscapes(), cats).eval()
+    assert isinstance(city.semantic_head.tower, SeparableConv2d)
+    assert isinstance(city.offset_head.tower, SeparableConv2d)
+    assert not isinstance(city.center_head.tower, SeparableConv2d)
+    assert city.backbone.output_shape()["res5"].stride == 16 and city.size_divisibility == 16
+    with torch.no_grad():
+        out = city.predict(torch.randn(1, 3, 64, 96))
+    assert out["semantic"].shape == (1, cats.num_classes, 64, 96)
+    coco = build_model(PanopticDeepLabConfig.coco(), cats)
+    assert coco.size_divisibility == 640
 
 
 def test_from_dict_errors():

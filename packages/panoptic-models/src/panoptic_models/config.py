@@ -60,8 +60,8 @@ def _deeplab_r52() -> BackboneConfig:
 class PanopticDeepLabConfig:
     """Panoptic-DeepLab (Cheng et al., CVPR 2020) as detectron2's ``projects/Panoptic-DeepLab``.
 
-    Defaults are detectron2's Cityscapes recipe (R52, output stride 16, depthwise-separable
-    decoders); :meth:`coco` and :meth:`synthetic` give the other presets.
+    Defaults are detectron2's model defaults (R52, output stride 16, depthwise-separable decoders,
+    Gaussian sigma 10); :meth:`cityscapes`, :meth:`coco` and :meth:`synthetic` give the presets.
 
     Attributes:
         backbone: see :class:`BackboneConfig`.
@@ -69,7 +69,10 @@ class PanopticDeepLabConfig:
         project_channels: 1x1 projection width of the finer features (32, 64).
         aspp_channels, aspp_dilations, aspp_dropout: ASPP of both decoders.
         aspp_pool_kernel_size: image-pooling window in feature pixels (detectron2 takes the
-            training crop / 16); None pools the whole map.
+            training crop divided by the ASPP feature's stride: keep the two in step when changing
+            the crop); None pools the whole map.
+        size_divisibility: pad every batch to a multiple of this (COCO: 640, so the 40 x 40
+            pooling window always sees a 40 x 40 map); 0 uses the backbone's.
         semantic_decoder_channels, semantic_head_channels: semantic branch widths (256, 256).
         instance_decoder_channels, instance_head_channels: instance branch widths (128, 32).
         norm: normalisation of the decoders and heads ("SyncBN" in multi-GPU training).
@@ -77,7 +80,8 @@ class PanopticDeepLabConfig:
         ignore_label: semantic label of VOID pixels, for the targets and the loss.
         semantic_loss_top_k: fraction of hardest pixels in the bootstrapped CE (0.2; COCO 1.0).
         semantic_loss_weight, center_loss_weight, offset_loss_weight: 1, 200, 0.01.
-        center_sigma, small_instance_area, small_instance_weight, ignore_stuff_in_offset,
+        center_sigma: Gaussian sigma of the center targets (detectron2: 10; 8 on COCO).
+        small_instance_area, small_instance_weight, ignore_stuff_in_offset,
             ignore_crowd_in_semantic: target generation (see ``PanopticDeepLabTargets``).
         stuff_area, center_threshold, nms_kernel, top_k: post-processing (2048, 0.1, 7, 200).
         pixel_mean, pixel_std: the normalisation the images were given (used by tools that
@@ -102,11 +106,12 @@ class PanopticDeepLabConfig:
     semantic_loss_weight: float = 1.0
     center_loss_weight: float = 200.0
     offset_loss_weight: float = 0.01
-    center_sigma: float = 8.0
+    center_sigma: float = 10.0
     small_instance_area: int = 4096
     small_instance_weight: float = 3.0
     ignore_stuff_in_offset: bool = True
     ignore_crowd_in_semantic: bool = False
+    size_divisibility: int = 0
     stuff_area: int = 2048
     center_threshold: float = 0.1
     nms_kernel: int = 7
@@ -123,8 +128,16 @@ class PanopticDeepLabConfig:
 
     @classmethod
     def coco(cls) -> PanopticDeepLabConfig:
-        """detectron2's COCO recipe: plain CE (top-k 1.0), stuff area 4096, NMS kernel 41, 640 crops."""
-        return cls(semantic_loss_top_k=1.0, stuff_area=4096, nms_kernel=41, aspp_pool_kernel_size=(40, 40))
+        """detectron2's COCO recipe: CE averaged over all pixels (top-k 1.0), sigma 8, stuff area 4096,
+        NMS kernel 41, 640 x 640 crops, batches padded to 640."""
+        return cls(
+            semantic_loss_top_k=1.0,
+            center_sigma=8.0,
+            stuff_area=4096,
+            nms_kernel=41,
+            aspp_pool_kernel_size=(40, 40),
+            size_divisibility=640,
+        )
 
     @classmethod
     def synthetic(cls) -> PanopticDeepLabConfig:
@@ -135,7 +148,7 @@ class PanopticDeepLabConfig:
             aspp_channels=64,
             semantic_decoder_channels=64,
             semantic_head_channels=64,
-            instance_decoder_channels=32,
+            instance_decoder_channels=64,
             instance_head_channels=32,
             aspp_dropout=0.0,
             center_sigma=4.0,

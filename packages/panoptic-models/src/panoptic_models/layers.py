@@ -130,7 +130,16 @@ class Conv2dNormAct(nn.Sequential):
 
 
 class SeparableConv2d(nn.Sequential):
-    """Depthwise k x k conv + norm + act, then pointwise 1x1 conv + norm + act (DeepLab's separable conv)."""
+    """Depthwise k x k conv + norm + act, then pointwise 1x1 conv + norm + act (detectron2's
+    ``DepthwiseSeparableConv2d``, both convs initialised with :func:`c2_msra_fill` as there).
+
+    Args:
+        in_channels, out_channels: channels in and out.
+        kernel_size, dilation: of the depthwise conv ('same' padding).
+        norm: see :func:`get_norm`; activation: a module factory or None.
+
+    Shapes: Tensor[B, in_channels, H, W] -> Tensor[B, out_channels, H, W].
+    """
 
     def __init__(
         self,
@@ -147,15 +156,25 @@ class SeparableConv2d(nn.Sequential):
                           norm=norm, activation=activation),
             Conv2dNormAct(in_channels, out_channels, 1, norm=norm, activation=activation),
         )  # fmt: skip
+        c2_msra_fill(self)
 
 
 def c2_xavier_fill(module: nn.Module) -> None:
-    """Caffe2's XavierFill on every conv of ``module``: ``kaiming_uniform_(a=1)``, bias 0 (detectron2)."""
-    for m in module.modules():
+    """Caffe2's XavierFill (``kaiming_uniform_(a=1)``, bias 0, as detectron2) on every plain conv of ``module``.
+
+    Convs inside a :class:`SeparableConv2d` keep their MSRA fill, as detectron2's
+    ``DepthwiseSeparableConv2d`` does wherever it is used.
+    """
+    stack = [module]
+    while stack:
+        m = stack.pop()
+        if isinstance(m, SeparableConv2d):
+            continue
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_uniform_(m.weight, a=1)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+        stack.extend(m.children())
 
 
 def c2_msra_fill(module: nn.Module) -> None:

@@ -139,6 +139,11 @@ class CocoPanopticDataset(Dataset):
     def __len__(self) -> int:
         return len(self._records)
 
+    @property
+    def image_ids(self) -> list:
+        """The JSON's ``image_id`` of every item, in item order."""
+        return [rec["image_id"] for rec in self._records]
+
     def load(self, index: int) -> tuple[torch.Tensor, PanopticTarget]:
         """The untransformed ``(image, target)`` of item ``index``."""
         rec = self._records[index]

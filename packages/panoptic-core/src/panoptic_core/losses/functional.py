@@ -41,7 +41,8 @@ def bootstrapped_cross_entropy(
     ``l_i = w_i * CE(logits_i, y_i)`` (0 on ignored pixels), then the mean of the
     ``K = int(top_k_percent_pixels * N)`` largest ``l_i`` over all N pixels of the batch
     (ignored pixels included in N, as detectron2 does); ``top_k_percent_pixels == 1`` is the
-    plain mean. Panoptic-DeepLab uses 0.2 with weight 3 on small instances.
+    plain mean. Panoptic-DeepLab uses 0.2 with weight 3 on small instances. K is at least 1
+    (detectron2 averages an empty top-k, NaN, on maps under 1 / top_k_percent_pixels pixels).
 
     Args:
         logits (Tensor[B, C, H, W]), labels (Tensor[B, H, W] int64), weights (Tensor[B, H, W]).
@@ -53,8 +54,8 @@ def bootstrapped_cross_entropy(
         pixel = pixel * weights.reshape(-1)
     if top_k_percent_pixels == 1.0:
         return pixel.mean()
-    k = int(top_k_percent_pixels * pixel.numel())
-    return torch.topk(pixel, k).values.mean()
+    k = max(1, int(top_k_percent_pixels * pixel.numel()))
+    return torch.topk(pixel, min(k, pixel.numel())).values.mean()
 
 
 def _weighted_mean(loss: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

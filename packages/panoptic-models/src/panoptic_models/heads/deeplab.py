@@ -11,9 +11,9 @@ __all__ = ["DeepLabPredictionHead"]
 
 
 class DeepLabPredictionHead(nn.Module):
-    """detectron2's Panoptic-DeepLab head: two 3x3 convs (``in -> in -> head_channels``; one 5x5
-    depthwise-separable conv when ``depthwise_separable``) with norm and ReLU, then a 1x1 conv to
-    ``out_channels`` initialised N(0, 0.001), bias 0.
+    """detectron2's Panoptic-DeepLab head: two 3x3 convs (``in -> in -> head_channels``, XavierFill;
+    one 5x5 depthwise-separable conv, MSRAFill, when ``depthwise_separable``) with norm and ReLU,
+    then a 1x1 conv to ``out_channels`` initialised N(0, 0.001), bias 0.
 
     Shapes: Tensor[B, in_channels, h, w] -> Tensor[B, out_channels, h, w].
     """

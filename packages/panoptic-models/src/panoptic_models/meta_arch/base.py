@@ -35,7 +35,8 @@ class PanopticModel(nn.Module, metaclass=ABCMeta):
     * eval: returns one :class:`~panoptic_models.structures.PanopticResult` per image, at
       ``output_sizes`` (default: each image's size before padding, ``batch.image_sizes``).
 
-    Subclasses set :attr:`target_keys` and implement :meth:`losses` and :meth:`inference`.
+    Subclasses set :attr:`target_keys` and implement :meth:`losses`, :meth:`inference`,
+    :meth:`postprocess` and :meth:`oracle_outputs` (the last two also serve ``examples/oracle.py``).
     """
 
     target_keys: ClassVar[frozenset[str]] = frozenset()
@@ -50,8 +51,10 @@ class PanopticModel(nn.Module, metaclass=ABCMeta):
 
     @property
     def size_divisibility(self) -> int:
-        """Pad batches to multiples of this (``PanopticCollate(size_divisibility=...)``)."""
-        return self.backbone.size_divisibility
+        """Pad batches to multiples of this (``PanopticCollate(size_divisibility=...)``): the config's
+        ``size_divisibility`` when positive (e.g. 640 for Panoptic-DeepLab on COCO), else the backbone's."""
+        fixed = int(getattr(self.config, "size_divisibility", 0) or 0)
+        return fixed if fixed > 0 else self.backbone.size_divisibility
 
     def target_generator(self):
         """The method's target generator, built from the same config values as the heads."""
@@ -80,6 +83,22 @@ class PanopticModel(nn.Module, metaclass=ABCMeta):
         if len(outputs) != len(sizes):
             raise ValueError(f"output_sizes: {len(outputs)} sizes for a batch of {len(sizes)} images")
         return self.inference(images, sizes, [(int(h), int(w)) for h, w in outputs])
+
+    @staticmethod
+    @abstractmethod
+    def postprocess(
+        outputs: Mapping[str, torch.Tensor],
+        image_size: tuple[int, int],
+        output_size: tuple[int, int],
+        categories: Categories,
+        config: Any,
+    ) -> PanopticResult:
+        """One image's head outputs (at the padded input size) -> its result at ``output_size``."""
+
+    @staticmethod
+    @abstractmethod
+    def oracle_outputs(targets: Mapping[str, Any], categories: Categories, config: Any) -> dict[str, torch.Tensor]:
+        """The ideal head outputs of one image, from its (uncollated) targets: what :meth:`postprocess` takes."""
 
     @abstractmethod
     def losses(self, images: torch.Tensor, targets: Mapping[str, Any]) -> dict[str, torch.Tensor]:

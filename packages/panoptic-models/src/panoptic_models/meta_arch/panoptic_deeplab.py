@@ -31,104 +31,6 @@ __all__ = [
 LABEL_DIVISOR = 1 << 16
 
 
-class PanopticDeepLab(PanopticModel):
-    """Backbone, two DeepLabV3+ decoders (semantic; instance) and three heads (semantic logits,
-    center heatmap, center offsets), trained with detectron2's losses and post-processed by
-    :func:`panoptic_ops.get_panoptic_segmentation`.
-
-    Head outputs (:meth:`predict`, all upsampled bilinearly from the decoders' stride 4 to the
-    padded input size, as detectron2 does):
-
-    * ``semantic`` (Tensor[B, C, H, W]): class logits.
-    * ``center`` (Tensor[B, 1, H, W]): center heatmap.
-    * ``offset`` (Tensor[B, 2, H, W]): (dy, dx) to the instance center in input pixels
-      (the stride-4 prediction times the stride).
-
-    Losses (:func:`panoptic_deeplab_losses`): ``loss_sem_seg`` (bootstrapped CE, top 20 % of the
-    weighted pixel losses), ``loss_center`` (weighted MSE, x200), ``loss_offset`` (weighted L1,
-    x0.01).
-
-    Args:
-        config: :class:`~panoptic_models.config.PanopticDeepLabConfig`.
-        categories: the dataset's categories (``Categories`` or COCO category dicts).
-    """
-
-    target_keys = frozenset({"semantic", "semantic_weights", "center", "center_weights", "offset", "offset_weights"})
-
-    def __init__(self, config: PanopticDeepLabConfig, categories: Categories | Sequence[Mapping[str, Any]]) -> None:
-        super().__init__(config, categories)
-        self.backbone = config.backbone.build()
-        shape = self.backbone.output_shape()
-        decoder = dict(
-            project_channels=config.project_channels,
-            aspp_channels=config.aspp_channels,
-            aspp_dilations=config.aspp_dilations,
-            aspp_dropout=config.aspp_dropout,
-            pool_kernel_size=config.aspp_pool_kernel_size,
-            norm=config.norm,
-            depthwise_separable=config.depthwise_separable,
-        )
-        self.semantic_decoder = DeepLabV3PlusDecoder(
-            shape, config.in_features, decoder_channels=config.semantic_decoder_channels, **decoder
-        )
-        self.instance_decoder = DeepLabV3PlusDecoder(
-            shape, config.in_features, decoder_channels=config.instance_decoder_channels, **decoder
-        )
-        head = dict(norm=config.norm, depthwise_separable=config.depthwise_separable)
-        sem_channels, ins_channels = self.semantic_decoder.out_channels, self.instance_decoder.out_channels
-        self.semantic_head = DeepLabPredictionHead(
-            sem_channels, config.semantic_head_channels, self.categories.num_classes, **head
-        )
-        self.center_head = DeepLabPredictionHead(ins_channels, config.instance_head_channels, 1, **head)
-        self.offset_head = DeepLabPredictionHead(ins_channels, config.instance_head_channels, 2, **head)
-        self.common_stride = self.semantic_decoder.output_stride
-
-    def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Head outputs at the input size (see the class docstring). Args: images (Tensor[B, 3, H, W])."""
-        features = self.backbone(images)
-        size = images.shape[-2:]
-        semantic = self.semantic_head(self.semantic_decoder(features))
-        instance = self.instance_decoder(features)
-        center = self.center_head(instance)
-        offset = self.offset_head(instance)
-
-        def up(x: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-        return {"semantic": up(semantic), "center": up(center), "offset": up(offset) * self.common_stride}
-
-    def losses(self, images: torch.Tensor, targets: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        return panoptic_deeplab_losses(self.predict(images), targets, self.config)
-
-    @staticmethod
-    def postprocess(
-        outputs: Mapping[str, torch.Tensor],
-        image_size: tuple[int, int],
-        output_size: tuple[int, int],
-        categories: Categories,
-        config: PanopticDeepLabConfig,
-    ) -> PanopticResult:
-        """See :func:`panoptic_deeplab_postprocess`."""
-        return panoptic_deeplab_postprocess(outputs, image_size, output_size, categories, config)
-
-    @staticmethod
-    def oracle_outputs(
-        targets: Mapping[str, Any], categories: Categories, config: PanopticDeepLabConfig
-    ) -> dict[str, torch.Tensor]:
-        """See :func:`panoptic_deeplab_oracle_outputs`."""
-        return panoptic_deeplab_oracle_outputs(targets, categories, config)
-
-    def inference(
-        self, images: torch.Tensor, image_sizes: list[tuple[int, int]], output_sizes: list[tuple[int, int]]
-    ) -> list[PanopticResult]:
-        outputs = self.predict(images)
-        results = []
-        for b, (image_size, output_size) in enumerate(zip(image_sizes, output_sizes, strict=True)):
-            head = {k: v[b] for k, v in outputs.items()}
-            results.append(panoptic_deeplab_postprocess(head, image_size, output_size, self.categories, self.config))
-        return results
-
-
 def panoptic_deeplab_losses(
     outputs: Mapping[str, torch.Tensor], targets: Mapping[str, Any], config: PanopticDeepLabConfig
 ) -> dict[str, torch.Tensor]:
@@ -184,9 +86,9 @@ def panoptic_deeplab_postprocess(
     """
     h, w = image_size
     oh, ow = output_size
-    semantic = outputs["semantic"][:, :h, :w]
-    center = outputs["center"][:, :h, :w]
-    offset = outputs["offset"][:, :h, :w]
+    semantic = outputs["semantic"][:, :h, :w].float()
+    center = outputs["center"][:, :h, :w].float()
+    offset = outputs["offset"][:, :h, :w].float()
     if (oh, ow) != (h, w):
 
         def resize(x: torch.Tensor) -> torch.Tensor:
@@ -195,14 +97,13 @@ def panoptic_deeplab_postprocess(
         semantic, center = resize(semantic), resize(center)
         scale = torch.tensor([oh / h, ow / w], dtype=offset.dtype, device=offset.device).view(2, 1, 1)
         offset = resize(offset) * scale
-    semantic = semantic.float()
     labels = semantic.argmax(dim=0, keepdim=True)
     panoptic, _ = get_panoptic_segmentation(
-        labels, center.float().contiguous(), offset.float().contiguous(), categories.thing_classes, LABEL_DIVISOR,
+        labels, center.contiguous(), offset.contiguous(), categories.thing_classes, LABEL_DIVISOR,
         config.stuff_area, -1, config.center_threshold, config.nms_kernel, config.top_k,
     )  # fmt: skip
     panoptic = panoptic[0]
-    scores = _segment_scores(panoptic, semantic, center[0].float())
+    scores = _segment_scores(panoptic, semantic, center[0])
     result = PanopticResult.from_label_map(
         panoptic, categories.ids, categories.thing_classes, LABEL_DIVISOR, -1, scores
     )
@@ -252,3 +153,92 @@ def panoptic_deeplab_oracle_outputs(
     logits = F.one_hot(semantic.masked_fill(void, 0), categories.num_classes).permute(2, 0, 1).float()
     logits.masked_fill_(void[None], 0.0)
     return {"semantic": logits, "center": targets["center"].float(), "offset": targets["offset"].float()}
+
+
+class PanopticDeepLab(PanopticModel):
+    """Backbone, two DeepLabV3+ decoders (semantic; instance) and three heads (semantic logits,
+    center heatmap, center offsets), trained with detectron2's losses and post-processed by
+    :func:`panoptic_ops.get_panoptic_segmentation`.
+
+    Head outputs (:meth:`predict`, all upsampled bilinearly from the decoders' stride 4 to the
+    padded input size, as detectron2 does):
+
+    * ``semantic`` (Tensor[B, C, H, W]): class logits.
+    * ``center`` (Tensor[B, 1, H, W]): center heatmap.
+    * ``offset`` (Tensor[B, 2, H, W]): (dy, dx) to the instance center in input pixels
+      (the stride-4 prediction times the stride).
+
+    Losses (:func:`panoptic_deeplab_losses`): ``loss_sem_seg`` (bootstrapped CE, top 20 % of the
+    weighted pixel losses), ``loss_center`` (weighted MSE, x200), ``loss_offset`` (weighted L1,
+    x0.01).
+
+    Args:
+        config: :class:`~panoptic_models.config.PanopticDeepLabConfig`.
+        categories: the dataset's categories (``Categories`` or COCO category dicts).
+    """
+
+    target_keys = frozenset({"semantic", "semantic_weights", "center", "center_weights", "offset", "offset_weights"})
+
+    def __init__(self, config: PanopticDeepLabConfig, categories: Categories | Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(config, categories)
+        self.backbone = config.backbone.build()
+        shape = self.backbone.output_shape()
+        decoder = dict(
+            project_channels=config.project_channels,
+            aspp_channels=config.aspp_channels,
+            aspp_dilations=config.aspp_dilations,
+            aspp_dropout=config.aspp_dropout,
+            pool_kernel_size=config.aspp_pool_kernel_size,
+            norm=config.norm,
+            depthwise_separable=config.depthwise_separable,
+        )
+        self.semantic_decoder = DeepLabV3PlusDecoder(
+            shape, config.in_features, decoder_channels=config.semantic_decoder_channels, **decoder
+        )
+        self.instance_decoder = DeepLabV3PlusDecoder(
+            shape, config.in_features, decoder_channels=config.instance_decoder_channels, **decoder
+        )
+        head = dict(norm=config.norm, depthwise_separable=config.depthwise_separable)
+        sem_channels, ins_channels = self.semantic_decoder.out_channels, self.instance_decoder.out_channels
+        self.semantic_head = DeepLabPredictionHead(
+            sem_channels, config.semantic_head_channels, self.categories.num_classes, **head
+        )
+        # detectron2 keeps the center head's two 3x3 convs even with depthwise-separable convs.
+        self.center_head = DeepLabPredictionHead(ins_channels, config.instance_head_channels, 1, norm=config.norm)
+        self.offset_head = DeepLabPredictionHead(ins_channels, config.instance_head_channels, 2, **head)
+        self.common_stride = self.instance_decoder.output_stride
+
+    def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Head outputs at the input size (see the class docstring). Args: images (Tensor[B, 3, H, W])."""
+        features = self.backbone(images)
+        size = images.shape[-2:]
+        semantic = self.semantic_head(self.semantic_decoder(features))
+        instance = self.instance_decoder(features)
+        center = self.center_head(instance)
+        offset = self.offset_head(instance)
+
+        def up(x: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+        # float32 before upsampling: bf16 offsets times the stride would step by 2-4 px above 256 px
+        return {
+            "semantic": up(semantic.float()),
+            "center": up(center.float()),
+            "offset": up(offset.float()) * self.common_stride,
+        }
+
+    def losses(self, images: torch.Tensor, targets: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        return panoptic_deeplab_losses(self.predict(images), targets, self.config)
+
+    postprocess = staticmethod(panoptic_deeplab_postprocess)
+    oracle_outputs = staticmethod(panoptic_deeplab_oracle_outputs)
+
+    def inference(
+        self, images: torch.Tensor, image_sizes: list[tuple[int, int]], output_sizes: list[tuple[int, int]]
+    ) -> list[PanopticResult]:
+        outputs = self.predict(images)
+        results = []
+        for b, (image_size, output_size) in enumerate(zip(image_sizes, output_sizes, strict=True)):
+            head = {k: v[b] for k, v in outputs.items()}
+            results.append(panoptic_deeplab_postprocess(head, image_size, output_size, self.categories, self.config))
+        return results

@@ -27,8 +27,9 @@ class ASPP(nn.Module):
         dilations: the three atrous rates (6, 12, 18 at output stride 16).
         norm: normalisation of every conv but the pooling branch (see ``layers.get_norm``).
         pool_kernel_size: (h, w) average-pool window of the image-pooling branch in feature
-            pixels, stride 1, as detectron2 sets it from the training crop; ``None`` pools the
-            whole map. A map smaller than the window is pooled whole.
+            pixels, stride 1, as detectron2 sets it from the training crop (crop size / the
+            feature's stride); ``None`` pools the whole map. The window is clamped, axis by axis,
+            to smaller maps.
         dropout: dropout on the output (training only).
         depthwise_separable: separable atrous convs (Panoptic-DeepLab's choice).
 
@@ -68,10 +69,10 @@ class ASPP(nn.Module):
         size = x.shape[-2:]
         outs = [branch(x) for branch in self.branches]
         k = self.pool_kernel_size
-        if k is None or k[0] >= size[0] or k[1] >= size[1]:
+        if k is None:
             pooled = x.mean(dim=(2, 3), keepdim=True)
         else:
-            pooled = F.avg_pool2d(x, k, stride=1)
+            pooled = F.avg_pool2d(x, (min(k[0], size[0]), min(k[1], size[1])), stride=1)
         outs.append(F.interpolate(self.pool_conv(pooled), size=size, mode="bilinear", align_corners=False))
         y = self.project(torch.cat(outs, dim=1))
         return F.dropout(y, self.dropout, training=self.training) if self.dropout > 0 else y
@@ -117,6 +118,12 @@ class DeepLabV3PlusDecoder(nn.Module):
         super().__init__()
         select_features(input_shape, in_features, "DeepLabV3PlusDecoder")
         ordered = sorted(in_features, key=lambda f: input_shape[f].stride)
+        strides = [input_shape[f].stride for f in ordered]
+        if len(set(strides)) != len(strides):
+            raise ValueError(
+                f"in_features: {list(in_features)} has features of equal stride {strides}; the decoder needs one "
+                "feature per stride (with dilation res4 and res5 share stride 16: use one of them)"
+            )
         if len(project_channels) != len(ordered) - 1:
             raise ValueError(
                 f"project_channels: expected {len(ordered) - 1} values (one per feature but the coarsest), "
