@@ -376,6 +376,8 @@ def open_dataset(config: DataConfig, split: str, transforms=None) -> CocoPanopti
             hint = DATASET_HELP.get(config.kind, "it is written on first use by train.py")
             raise ConfigError(f"dataset {config.kind} split {split!r}: {path} does not exist; {hint}")
     try:
+        if config.kind == "cityscapes":
+            return CocoPanopticDataset.from_cityscapes(root, split, transforms=transforms)
         return CocoPanopticDataset(json_file, images, pngs, transforms=transforms)
     except DatasetError as exc:
         raise ConfigError(str(exc)) from None

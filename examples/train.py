@@ -369,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last.pt")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. solver.max_iter=100")
     args = parser.parse_args(argv)
+    # Subnormal floats make CPU kernels up to 10x slower late in training; flushing them to
+    # zero changes no result that matters (values below 1e-38).
+    torch.set_flush_denormal(True)
     rank = 0
     try:
         config = load_experiment(args.config, args.overrides)

@@ -250,3 +250,25 @@ def test_pin_memory_pins_method_targets(synthetic_root):
     assert batch.method_targets["center"].is_pinned() and batch.method_targets["center_points"][0].is_pinned()
     on_gpu = batch.to("cuda", non_blocking=True)
     assert on_gpu.method_targets["offset"].is_cuda
+
+
+def test_from_cityscapes_finds_images_in_city_folders(synthetic_root, tmp_path):
+    """cityscapesScripts' JSON names images without their city folder; from_cityscapes adds it."""
+    data = json.loads((synthetic_root / "annotations" / "panoptic_val.json").read_text())
+    root = tmp_path / "cityscapes"
+    (root / "gtFine").mkdir(parents=True)
+    shutil.copytree(synthetic_root / "panoptic_val", root / "gtFine" / "cityscapes_panoptic_val")
+    for k, image in enumerate(data["images"]):
+        city = ["aachen", "bochum"][k % 2]
+        name = f"{city}_000000_{k:06d}_leftImg8bit.jpg"
+        (root / "leftImg8bit" / "val" / city).mkdir(parents=True, exist_ok=True)
+        shutil.copy(synthetic_root / "val" / image["file_name"], root / "leftImg8bit" / "val" / city / name)
+        image["file_name"] = name
+    (root / "gtFine" / "cityscapes_panoptic_val.json").write_text(json.dumps(data))
+    ds = CocoPanopticDataset.from_cityscapes(root, "val")
+    reference = CocoPanopticDataset.from_root(synthetic_root, "val")
+    assert len(ds) == len(reference) >= 2
+    for i in range(len(ds)):
+        image, target = ds[i]
+        ref_image, ref_target = reference[i]
+        assert torch.equal(image, ref_image) and torch.equal(target.ids, ref_target.ids)

@@ -56,6 +56,8 @@ class CocoPanopticDataset(Dataset):
             ``images`` entry with the same ``id``, else by its PNG name with ``.jpg``.
         panoptic_dir: folder of the panoptic PNGs (defaults to ``json_file`` without ``.json``).
         transforms: callable ``(image, target) -> (image, target)``.
+        image_subfolder: maps an image file name to the subfolder of ``image_dir`` holding it
+            (Cityscapes keeps images in one folder per city; see :meth:`from_cityscapes`).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class CocoPanopticDataset(Dataset):
         image_dir: str | os.PathLike,
         panoptic_dir: str | os.PathLike | None = None,
         transforms: Transform | None = None,
+        image_subfolder: Callable[[str], str] | None = None,
     ) -> None:
         self.json_file = Path(json_file)
         self.image_dir = Path(image_dir)
@@ -88,6 +91,8 @@ class CocoPanopticDataset(Dataset):
             if not isinstance(img, Mapping) or "id" not in img or "file_name" not in img:
                 raise DatasetError(f"{where}: images[{n}] needs 'id' and 'file_name'")
             images[img["id"]] = img["file_name"]
+        if image_subfolder is not None:
+            images = {k: f"{image_subfolder(str(v))}/{v}" for k, v in images.items()}
         self._records = [self._parse_annotation(n, ann, images, where) for n, ann in enumerate(data["annotations"])]
 
     @classmethod
@@ -100,6 +105,22 @@ class CocoPanopticDataset(Dataset):
             root / split,
             root / f"panoptic_{split}",
             transforms=transforms,
+        )
+
+    @classmethod
+    def from_cityscapes(
+        cls, root: str | os.PathLike, split: str, transforms: Transform | None = None
+    ) -> CocoPanopticDataset:
+        """Cityscapes after cityscapesScripts' ``csCreatePanopticImgs``: JSON and PNGs in
+        ``ROOT/gtFine/cityscapes_panoptic_<split>{.json,/}``, images in ``ROOT/leftImg8bit/<split>/<city>/``
+        (the city is the file name's first ``_`` field)."""
+        root = Path(root)
+        return cls(
+            root / "gtFine" / f"cityscapes_panoptic_{split}.json",
+            root / "leftImg8bit" / split,
+            root / "gtFine" / f"cityscapes_panoptic_{split}",
+            transforms=transforms,
+            image_subfolder=lambda name: name.split("_")[0],
         )
 
     def _parse_annotation(self, n: int, ann: Any, images: Mapping[Any, str], where: str) -> dict[str, Any]:
