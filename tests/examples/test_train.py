@@ -177,3 +177,18 @@ def test_bad_checkpoints_are_refused_and_nothing_is_overwritten(tiny_data, tmp_p
     assert evaluate_script.main(["--config", CONFIG, "--weights", str(tmp_path / "none.pt"), "--output-dir",
                                  str(tmp_path / "ev")]) == 2  # fmt: skip
     assert "file not found" in capsys.readouterr().err
+
+
+def test_compare_table(tiny_data, tmp_path, capsys):
+    import compare as compare_script
+
+    out = tmp_path / "cmp"
+    code = compare_script.main(["--output-dir", str(out), *TINY, f"data.root={tiny_data}", "solver.max_iter=2"])
+    assert code == 0
+    rows = json.loads((out / "comparison.json").read_text())
+    assert [r["method"] for r in rows] == ["panoptic_deeplab"]
+    row = rows[0]
+    assert row["parameters"] > 1e6 and row["train_images_per_s"] > 0 and row["inference_ms"] > row["postprocess_ms"] > 0
+    assert 0 <= row["pq_All"] <= 100
+    assert "| panoptic_deeplab |" in (out / "comparison.md").read_text()
+    assert "PQ_th" in capsys.readouterr().out

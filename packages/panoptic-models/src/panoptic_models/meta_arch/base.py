@@ -35,7 +35,7 @@ class PanopticModel(nn.Module, metaclass=ABCMeta):
     * eval: returns one :class:`~panoptic_models.structures.PanopticResult` per image, at
       ``output_sizes`` (default: each image's size before padding, ``batch.image_sizes``).
 
-    Subclasses set :attr:`target_keys` and implement :meth:`losses`, :meth:`inference`,
+    Subclasses set :attr:`target_keys` and implement :meth:`predict`, :meth:`losses`, :meth:`inference`,
     :meth:`postprocess` and :meth:`oracle_outputs` (the last two also serve ``examples/oracle.py``).
     """
 
@@ -83,6 +83,10 @@ class PanopticModel(nn.Module, metaclass=ABCMeta):
         if len(outputs) != len(sizes):
             raise ValueError(f"output_sizes: {len(outputs)} sizes for a batch of {len(sizes)} images")
         return self.inference(images, sizes, [(int(h), int(w)) for h, w in outputs])
+
+    @abstractmethod
+    def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's head outputs for normalised images (Tensor[B, 3, H, W]), before post-processing."""
 
     @staticmethod
     @abstractmethod
