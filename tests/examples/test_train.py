@@ -192,3 +192,26 @@ def test_compare_table(tiny_data, tmp_path, capsys):
     assert 0 <= row["pq_All"] <= 100
     assert "| panoptic_deeplab |" in (out / "comparison.md").read_text()
     assert "PQ_th" in capsys.readouterr().out
+
+
+def test_sigterm_under_torchrun_stops_every_rank(tiny_data, tmp_path):
+    """A scheduler signalling the workers: every rank stops at the same iteration, rank 0 writes last.pt."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+           str(EXAMPLES / "train.py"), *tiny_args(tiny_data, out, "solver.max_iter=500", "test.eval_period=0")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text().strip():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    for pid in workers:
+        os.kill(int(pid), signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert stdout.count("continue with --resume") == 1  # rank 0 only
+    assert 1 <= torch.load(out / "last.pt", weights_only=True)["iteration"] < 500
