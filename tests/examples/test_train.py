@@ -198,8 +198,9 @@ def test_sigterm_under_torchrun_stops_every_rank(tiny_data, tmp_path):
     """A scheduler signalling the workers: every rank stops at the same iteration, rank 0 writes last.pt."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = tiny_args(tiny_data, out, "solver.max_iter=500", "test.eval_period=0")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
-           str(EXAMPLES / "train.py"), *tiny_args(tiny_data, out, "solver.max_iter=500", "test.eval_period=0")]  # fmt: skip
+           str(EXAMPLES / "train.py"), *args]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 240
     while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text().strip():
