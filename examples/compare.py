@@ -38,28 +38,33 @@ from panoptic_models import METHODS
 
 
 def measure_inference(config, weights: Path, images: int = 8) -> tuple[float, float]:
-    """(inference ms, post-processing ms) per image over the first ``images`` val images, batch 1."""
+    """(inference ms, post-processing ms) per image over ``images`` val images, batch 1, after one warm-up image.
+
+    Inference = the network's head outputs (``predict``) + the method's ``postprocess``.
+    """
     config = dataclasses.replace(config, dataloader=dataclasses.replace(config.dataloader, batch_size=1))
     dataset = open_dataset(config.data, config.data.val_split)
     model = build(config, dataset.categories)
     load_model_state(model, load_checkpoint(weights)["model"], weights)
     model.eval()
-    total = network = 0.0
+    network = post = 0.0
     count = 0
     with torch.no_grad():
-        for batch, originals in eval_loader(config, dataset, model.size_divisibility):
+        for index, (batch, originals) in enumerate(eval_loader(config, dataset, model.size_divisibility)):
             start = time.perf_counter()
-            model.predict(batch.images)
-            network += time.perf_counter() - start
-            start = time.perf_counter()
-            model(batch, output_sizes=[t.size for t in originals])
-            total += time.perf_counter() - start
-            count += 1
+            outputs = model.predict(batch.images)
+            middle = time.perf_counter()
+            head = {key: value[0] for key, value in outputs.items()}
+            model.postprocess(head, batch.image_sizes[0], originals[0].size, dataset.categories, config.model)
+            end = time.perf_counter()
+            if index == 0:
+                continue  # warm-up
+            network, post, count = network + middle - start, post + end - middle, count + 1
             if count == images:
                 break
     if count == 0:
-        raise ConfigError("compare: the val split is empty")
-    return 1000 * total / count, 1000 * max(total - network, 0.0) / count
+        raise ConfigError("compare: the val split needs at least two images")
+    return 1000 * (network + post) / count, 1000 * post / count
 
 
 def row(method: str, out: Path, config) -> dict:
