@@ -1,8 +1,8 @@
 """Panoptic-DeepLab R52 inference on CPU, each part against a named peer in the same run.
 
 * Network forward (``model.predict``: backbone, decoders, heads, upsampling; no post-processing)
-  of one 3x512x1024 image, eval mode, ``torch.no_grad()``: eager (the peer) vs ``torch.compile``
-  vs ``torch.compile`` with inductor's ``freezing`` vs channels_last.
+  of one 3x512x1024 image, eval mode, ``torch.no_grad()``: eager (the peer) vs channels_last vs
+  ``torch.compile`` (default; inductor's ``freezing``; the eager layout, see ``COMPILE_VARIANTS``).
 * Peak memory of the same forward, one subprocess per variant (see ``MEMORY_SCRIPT``).
 * Post-processing of one image's head outputs (the method's oracle outputs of a synthetic scene
   plus noise): ours (``panoptic_deeplab_postprocess``) vs detectron2's inference branch as written
@@ -132,15 +132,25 @@ def compiled_predict(model, images, **inductor_options):
     return fn, time.perf_counter() - start
 
 
-@pytest.mark.parametrize("freezing", [False, True], ids=["default", "freezing"])
-def test_forward_compile(benchmark, model, images, eager_outputs, freezing):
-    """``freezing``: inductor's inference mode (parameters become constants: BN folded into the
-    convolutions, oneDNN weights prepacked); needs ``no_grad`` and parameters that do not change."""
+# Inductor options of the compiled variants. On CPU, inductor runs every convolution in
+# channels_last (``GraphLowering.decide_layout_opt``); ``layout_optimization=False`` keeps the
+# eager layout and still fuses the rest. ``freezing`` is inductor's inference mode: parameters
+# become constants (BN folded into the convolutions, oneDNN weights prepacked); it needs
+# ``no_grad`` and parameters that do not change afterwards.
+COMPILE_VARIANTS = {
+    "default": {},
+    "freezing": {"freezing": True},
+    "contiguous": {"layout_optimization": False},
+}
+
+
+@pytest.mark.parametrize("variant", COMPILE_VARIANTS)
+def test_forward_compile(benchmark, model, images, eager_outputs, variant):
     benchmark.group = FORWARD_GROUP
-    fn, compile_s = compiled_predict(copy.deepcopy(model), images, freezing=freezing)
+    fn, compile_s = compiled_predict(copy.deepcopy(model), images, **COMPILE_VARIANTS[variant])
     benchmark.extra_info["first_call_with_compilation_s"] = compile_s
     out = benchmark.pedantic(no_grad(fn), args=(images,), **FORWARD_ROUNDS)
-    record(benchmark, f"forward torch.compile ({'freezing' if freezing else 'default'})")
+    record(benchmark, f"forward torch.compile ({variant})")
     assert_close(out, eager_outputs)
 
 
@@ -185,12 +195,13 @@ fn = model.predict
 if variant.startswith("compile"):
     import torch._inductor.config as inductor_config
     inductor_config.freezing = variant == "compile_freezing"
+    inductor_config.layout_optimization = variant != "compile_contiguous"
     fn = torch.compile(model.predict)
 first = peak_of(fn, images)  # compiles the compiled variants
 steady = peak_of(fn, images)
 print(json.dumps({{"first": first, "steady": steady, "baseline": mib("VmRSS")}}))
 """
-MEMORY_VARIANTS = ("eager", "channels_last", "compile", "compile_freezing")
+MEMORY_VARIANTS = ("eager", "channels_last", "compile", "compile_freezing", "compile_contiguous")
 
 
 def forward_peak_memory(variant: str) -> dict:
