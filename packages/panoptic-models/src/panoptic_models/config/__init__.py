@@ -1,0 +1,12 @@
+"""Method configurations: one frozen dataclass per method (one module each), with the paper's defaults.
+
+Every size a method's target generator and heads share (strides, ignore label, Gaussian sigma,
+...) is a field of its config, defined once: each config's ``target_generator`` builds the
+generator from the same values the model reads. ``from_dict`` maps a plain mapping (e.g. the
+``model:`` section of a YAML file) onto a config and names the first unknown or ill-typed key.
+"""
+
+from .base import BackboneConfig, from_dict, to_dict
+from .panoptic_deeplab import PanopticDeepLabConfig
+
+__all__ = ["BackboneConfig", "PanopticDeepLabConfig", "from_dict", "to_dict"]
