@@ -22,6 +22,7 @@ def test_wheel_requires_only_numpy_and_pillow(tmp_path):
                            for r in required if "extra ==" not in r)
     assert unconditional == ["numpy", "pillow"]
     assert any("torch" in r and "extra ==" in r for r in required)
+    assert any("pycocotools" in r and "extra == 'coco'" in r for r in required)  # mask AP only
     names = zipfile.ZipFile(wheel).namelist()
     assert "panoptic_eval/cli.py" in names and not any(n.endswith(".so") for n in names)
 

@@ -5,6 +5,10 @@ Public API:
     PanopticQuality               streaming accumulator (numpy or torch id maps)
     rgb2id, id2rgb, read_id_png, write_id_png, write_panoptic_json   format helpers
     PanopticEvalError             the error type (a ValueError)
+
+Modules: ``panoptic_eval.converters`` (panopticapi's format converters and its semantic +
+instance combination), ``panoptic_eval.visualize`` (overlay PNGs); ``metrics=("pq", "miou",
+"ap")`` in pq_compute / PanopticQuality adds mIoU and mask AP (AP needs pycocotools).
 """
 
 from .__about__ import __version__

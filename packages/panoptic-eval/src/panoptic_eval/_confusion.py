@@ -70,6 +70,49 @@ def _slot_map_numpy(ids: np.ndarray, seg_ids: np.ndarray, void_id: int | None, s
     return uniq_slots[inverse.reshape(-1)]
 
 
+# Pixels per block of the run-length step: its comparison results stay in the CPU cache.
+RUN_BLOCK = 1 << 17
+
+
+class _RunBuffers(threading.local):
+    change: np.ndarray | None = None
+    other: np.ndarray | None = None
+
+
+_run_buffers = _RunBuffers()
+
+
+def _runs_numpy(gt_flat: np.ndarray, pred_flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Starts of the runs where neither flat map changes, and both maps' values there.
+
+    Block by block, so that the two comparisons, their union and the gather of the values
+    touch cached memory instead of image-sized temporaries. None when the mean run is
+    shorter than MIN_MEAN_RUN pixels (then the caller counts pixels).
+    """
+    n = gt_flat.size
+    bufs = _run_buffers
+    if bufs.change is None:
+        bufs.change, bufs.other = np.empty(RUN_BLOCK, dtype=bool), np.empty(RUN_BLOCK, dtype=bool)
+    max_runs = n // MIN_MEAN_RUN
+    starts, gt_values, pred_values = [np.zeros(1, dtype=np.intp)], [gt_flat[:1]], [pred_flat[:1]]
+    n_runs = 1
+    for a in range(0, n - 1, RUN_BLOCK):
+        m = min(RUN_BLOCK, n - 1 - a)
+        change, other = bufs.change[:m], bufs.other[:m]
+        np.not_equal(gt_flat[a + 1 : a + 1 + m], gt_flat[a : a + m], out=change)
+        np.not_equal(pred_flat[a + 1 : a + 1 + m], pred_flat[a : a + m], out=other)
+        change |= other
+        block = np.flatnonzero(change)
+        block += a + 1
+        n_runs += len(block)
+        if n_runs > max_runs:
+            return None
+        starts.append(block)
+        gt_values.append(gt_flat[block])  # still cached
+        pred_values.append(pred_flat[block])
+    return np.concatenate(starts), np.concatenate(gt_values), np.concatenate(pred_values)
+
+
 def confusion_numpy(
     gt_ids: np.ndarray,
     gt_seg_ids: np.ndarray,
@@ -96,16 +139,13 @@ def confusion_numpy(
     n_rows = len(gt_seg_ids) + FIRST_SEGMENT
     gt_flat, pred_flat = gt_ids.reshape(-1), pred_ids.reshape(-1)
     lengths = None
-    if gt_flat.size > 1:
-        change = gt_flat[1:] != gt_flat[:-1]
-        change |= pred_flat[1:] != pred_flat[:-1]
-        boundaries = np.flatnonzero(change)
-        if (len(boundaries) + 1) * MIN_MEAN_RUN <= gt_flat.size:
-            starts = np.empty(len(boundaries) + 1, dtype=np.intp)
-            starts[0] = 0
-            np.add(boundaries, 1, out=starts[1:])
-            lengths = np.diff(starts, append=gt_flat.size)
-            gt_flat, pred_flat = gt_flat[starts], pred_flat[starts]
+    runs = _runs_numpy(gt_flat, pred_flat) if gt_flat.size > 1 else None
+    if runs is not None:
+        starts, gt_flat, pred_flat = runs
+        # Float64 run lengths: what bincount's weights take, without a conversion copy.
+        lengths = np.empty(len(starts), dtype=np.float64)
+        np.subtract(starts[1:], starts[:-1], out=lengths[:-1], casting="unsafe")
+        lengths[-1] = gt_ids.size - starts[-1]
     if id_mask is not None:
         gt_flat, pred_flat = gt_flat & id_mask, pred_flat & id_mask
     gt_max = int(gt_flat.max()) if gt_flat.size else 0

@@ -11,10 +11,16 @@ from ._confusion import FIRST_SEGMENT, UNLISTED, VOID, confusion, is_torch_tenso
 from ._matching import Segments, image_stats
 from .errors import PanopticEvalError
 
+_INT64_MIN, _INT64_END = -(1 << 63), 1 << 63
 
-def _as_int(value: Any, *, where: str, key: str) -> int:
+
+def _as_int(value: Any, *, where: str, key: str, low: int = _INT64_MIN) -> int:
+    """``value`` as an int in [low, 2**63) (the int64 arrays statistics are kept in)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise PanopticEvalError(f"{where}: {key} must be an integer, got {value!r}")
+    if not low <= int(value) < _INT64_END:
+        shown = "-2**63" if low == _INT64_MIN else low
+        raise PanopticEvalError(f"{where}: {key} = {int(value)} is outside [{shown}, 2**63)")
     return int(value)
 
 
@@ -25,12 +31,14 @@ def parse_segments(
     where: str,
     is_gt: bool,
     strict: bool,
+    scores: bool = False,
 ) -> Segments:
     """Turn a COCO ``segments_info`` list into :class:`Segments`.
 
     Args:
         segments_info: list of dicts with ``id`` and ``category_id`` (GT: also ``iscrowd`` and
-            ``area``; required when ``strict``, else iscrowd defaults to 0 and areas are counted).
+            ``area``; required when ``strict``, else iscrowd defaults to 0 and areas are counted;
+            predictions: optional ``score``, a finite number, read only when ``scores``).
         cat_index: category id -> position in the category list.
         where: names the image and side in error messages.
     """
@@ -41,6 +49,7 @@ def parse_segments(
     category = np.empty(n, dtype=np.int64)
     iscrowd = np.zeros(n, dtype=bool)
     areas = np.empty(n, dtype=np.int64)
+    score = np.full(n, np.nan)
     have_area = is_gt
     seen: set[int] = set()
     for k, seg in enumerate(segments_info):
@@ -57,6 +66,8 @@ def parse_segments(
         if cat_id not in cat_index:
             raise PanopticEvalError(f"{where}: segment {seg_id} has unknown category_id {cat_id}")
         ids[k], category[k] = seg_id, cat_index[cat_id]
+        if scores and "score" in seg:
+            score[k] = _as_score(seg["score"], where=where, seg_id=seg_id)
         if is_gt:
             crowd = seg.get("iscrowd", 0)
             if isinstance(crowd, bool):
@@ -65,10 +76,19 @@ def parse_segments(
                 raise PanopticEvalError(f"{where}: segment {seg_id} iscrowd must be 0 or 1, got {crowd!r}")
             iscrowd[k] = crowd == 1
             if "area" in seg:
-                areas[k] = _as_int(seg["area"], where=where, key=f"segment {seg_id} area")
+                areas[k] = _as_int(seg["area"], where=where, key=f"segment {seg_id} area", low=0)
             else:
                 have_area = False
-    return Segments(ids=ids, category=category, iscrowd=iscrowd, area=areas if have_area else None)
+    have_score = scores and not np.isnan(score).all()
+    return Segments(ids=ids, category=category, iscrowd=iscrowd, area=areas if have_area else None,
+                    score=score if have_score else None)
+
+
+def _as_score(value: Any, *, where: str, seg_id: int) -> float:
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not number or not np.isfinite(value):
+        raise PanopticEvalError(f"{where}: segment {seg_id} score must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _unlisted_ids(ids_map: Any, listed: np.ndarray, void_id: int | None) -> list[int]:
@@ -77,8 +97,9 @@ def _unlisted_ids(ids_map: Any, listed: np.ndarray, void_id: int | None) -> list
         present = ids_map.unique().cpu().numpy()
     else:
         present = np.unique(ids_map)
-    extra = np.setdiff1d(present.astype(np.int64), listed)
-    return [int(v) for v in extra if void_id is None or v != void_id]
+    # Python ints: uint64 ids >= 2**63 must not wrap in the message.
+    extra = sorted(set(present.tolist()) - set(listed.tolist()))
+    return [v for v in extra if void_id is None or v != void_id]
 
 
 def compute_image_stats(
@@ -91,10 +112,12 @@ def compute_image_stats(
     void_id: int | None,
     where: str,
     id_mask: int | None = None,
-) -> np.ndarray:
+    with_confusion: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """float64[6, C] PQ statistics of one image; raises on inconsistent predictions.
 
     ``id_mask``: the maps hold ``id | junk`` and ``value & id_mask`` is the id (packed PNGs).
+    ``with_confusion``: return ``(stats, segment confusion matrix)`` (for mIoU).
     """
     conf = confusion(gt_ids, gt.ids, pred_ids, pred.ids, void_id, id_mask)
     if conf[:, UNLISTED].any():
@@ -102,6 +125,16 @@ def compute_image_stats(
         raise PanopticEvalError(
             f"{where}: segment id(s) {extra[:10]} are in the prediction PNG but not in its segments_info"
         )
+    if gt.area is not None:
+        # panopticapi takes GT areas from the JSON: an area of 0 on a segment with pixels would
+        # make its IoU infinite.
+        bad = (gt.area <= 0) & (conf[FIRST_SEGMENT:].sum(axis=1) > 0)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise PanopticEvalError(
+                f"{where}: GT segment {int(gt.ids[k])} has area {int(gt.area[k])} in the JSON but has pixels in the "
+                "PNG; its area must be its pixel count"
+            )
     pred_area = conf[:, FIRST_SEGMENT:].sum(axis=0)
     if (pred_area == 0).any():
         missing = pred.ids[pred_area == 0].tolist()
@@ -113,4 +146,5 @@ def compute_image_stats(
         hit = np.flatnonzero(gt.ids == void_id)
         if hit.size:
             void_row = FIRST_SEGMENT + int(hit[0])
-    return image_stats(conf, gt, pred, void_row, is_thing)
+    stats = image_stats(conf, gt, pred, void_row, is_thing)
+    return (stats, conf) if with_confusion else stats

@@ -35,12 +35,15 @@ class Segments:
         category (int64[S]): compact category index (position in the category list).
         iscrowd (bool[S]): crowd flag (GT only; all False for predictions).
         area (int64[S] or None): GT areas from the JSON; None to use the pixel counts.
+        score (float64[S] or None): prediction confidences (NaN where a segment has none);
+            None when no segment has one. Only mask AP reads it.
     """
 
     ids: np.ndarray
     category: np.ndarray
     iscrowd: np.ndarray
     area: np.ndarray | None = None
+    score: np.ndarray | None = None
 
 
 def image_stats(

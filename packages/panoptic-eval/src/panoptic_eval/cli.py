@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from .__about__ import __version__
 from .errors import PanopticEvalError
 from .evaluation import evaluate
-from .formats import write_json_atomic
+from .formats import check_output_path, write_json_atomic
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pred-folder", help="prediction PNG folder (default: --pred-json without .json)")
     parser.add_argument("--output", help="write the results as JSON to this file (atomically)")
     parser.add_argument("--workers", type=int, default=None, help="parallel threads (default: CPU count)")
+    parser.add_argument("--metrics", default="pq", metavar="LIST",
+                        help="comma-separated, from pq,miou,ap (default: pq); ap needs pycocotools and scores")
     parser.add_argument("--per-class", action="store_true", help="also print the per-class table")
     parser.add_argument("--pq-dagger", action="store_true", help="also report PQ-dagger (Porzi et al.)")
     parser.add_argument("--per-image", type=int, default=0, metavar="K", help="list the K images with the lowest PQ")
@@ -54,6 +56,10 @@ def format_table(results: dict, categories=None, *, per_class: bool = False) -> 
     return "\n".join(lines)
 
 
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -61,11 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise PanopticEvalError("--bootstrap and --per-image must be >= 0")
         if not 0 < args.confidence < 1:
             raise PanopticEvalError(f"--confidence must lie in (0, 1), got {args.confidence}")
-        metric = evaluate(args.gt_json, args.pred_json, args.gt_folder, args.pred_folder, workers=args.workers)
+        if args.output is not None:
+            check_output_path(args.output)  # fail before the evaluation, not after it
+        metric = evaluate(args.gt_json, args.pred_json, args.gt_folder, args.pred_folder, workers=args.workers,
+                          metrics=args.metrics)
         results = metric.compute()
         out = dict(results)
         say = (lambda *a: None) if args.quiet else print
-        say(format_table(results, metric.categories, per_class=args.per_class))
+        if "All" in results:
+            say(format_table(results, metric.categories, per_class=args.per_class))
+        extra = [f"{key} {_percent(results[key])}" for key in ("mIoU", "AP", "AP50", "AP75") if key in results]
+        if extra:
+            say("  ".join(extra))
         if args.pq_dagger:
             dagger = metric.compute_pq_dagger()
             out["pq_dagger"] = dagger
@@ -86,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 say(f"  {name:7s} " + "  ".join(
                     f"{key.upper()} [{100 * ci[name][key][0]:5.1f}, {100 * ci[name][key][1]:5.1f}]"
                     for key in ("pq", "sq", "rq")))
-        if args.output:
+        if args.output is not None:
             write_json_atomic(args.output, out)
     except PanopticEvalError as exc:
         print(f"panoptic-eval: error: {exc}", file=sys.stderr)
@@ -94,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"panoptic-eval: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("panoptic-eval: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -6,12 +6,16 @@ helpers, so they live here, where nothing but numpy and Pillow is needed.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import stat
+import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -19,7 +23,9 @@ from PIL import Image, UnidentifiedImageError
 from .errors import PanopticEvalError
 
 __all__ = [
+    "check_output_path",
     "id2rgb",
+    "open_image",
     "read_id_png",
     "read_json",
     "read_packed_png",
@@ -28,6 +34,7 @@ __all__ = [
     "write_id_png",
     "write_json_atomic",
     "write_panoptic_json",
+    "write_png_atomic",
 ]
 
 ID_MASK = np.uint32(0xFFFFFF)
@@ -71,7 +78,79 @@ def id2rgb(ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def read_id_png(path: str | os.PathLike, *, image_label: str = "") -> np.ndarray:
+@contextlib.contextmanager
+def open_image(
+    path: str | os.PathLike,
+    *,
+    formats: tuple[str, ...] | None = None,
+    expected_size: tuple[int, int] | None = None,
+    where: str = "",
+) -> Iterator[Image.Image]:
+    """``PIL.Image.open`` whose decompression-bomb limit is what the annotation says.
+
+    Pillow refuses images above ``2 * PIL.Image.MAX_IMAGE_PIXELS`` pixels (about 179 M), which
+    also refuses big but legitimate images. Here an image above that limit is opened only when
+    its size equals ``expected_size`` (H, W), the size its JSON announces; any other image
+    above the limit is refused with a :class:`PanopticEvalError` before a pixel is decoded.
+    ``MAX_IMAGE_PIXELS = None`` turns the limit off, as in Pillow. Pillow's warning between
+    1x and 2x the limit is not raised.
+
+    Args:
+        path: the image file.
+        formats: Pillow format names to try (default: every registered format).
+        expected_size: (height, width) from the annotation, or None when it gives none.
+        where: text naming the image in error messages.
+
+    Raises:
+        FileNotFoundError, UnidentifiedImageError: as ``Image.open``.
+        PanopticEvalError: the image is above the limit and its size is not ``expected_size``.
+    """
+    label = f"{where}: " if where else ""
+    with open(path, "rb") as fp:
+        img = _open_unchecked(fp, os.fspath(path), formats)
+        try:
+            limit = Image.MAX_IMAGE_PIXELS
+            width, height = img.size
+            if limit is not None and width * height > 2 * limit and expected_size != (height, width):
+                said = "gives no size" if expected_size is None else f"says {expected_size[1]}x{expected_size[0]}"
+                raise PanopticEvalError(
+                    f"{label}{path}: {width}x{height} (WxH) is above Pillow's decompression-bomb limit of "
+                    f"{2 * limit} pixels and the annotation {said}; refusing to decode it (images of the "
+                    "announced height and width are read whatever their size)"
+                )
+            yield img
+        finally:
+            img.close()
+
+
+def _open_unchecked(fp: IO[bytes], filename: str, formats: tuple[str, ...] | None) -> Image.ImageFile.ImageFile:
+    # Image.open without its size check (the caller checks): the same plugin lookup, header only.
+    Image.preinit()
+    if formats is None:
+        Image.init()
+        by_extension = Image.registered_extensions().get(os.path.splitext(filename)[1].lower())
+        formats = tuple(dict.fromkeys(([by_extension] if by_extension else []) + list(Image.ID)))
+    prefix = fp.read(16)
+    for name in formats:
+        if name.upper() not in Image.OPEN:
+            Image.init()
+        entry = Image.OPEN.get(name.upper())
+        if entry is None:
+            continue
+        factory, accept = entry
+        if accept is not None and accept(prefix) is not True:
+            continue
+        fp.seek(0)
+        try:
+            return factory(fp, filename)
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue
+    raise UnidentifiedImageError(f"cannot identify image file {filename!r}")
+
+
+def read_id_png(
+    path: str | os.PathLike, *, image_label: str = "", expected_size: tuple[int, int] | None = None
+) -> np.ndarray:
     """Read a COCO panoptic PNG as a 2-D id map.
 
     RGB and RGBA PNGs are accepted (alpha is ignored, as panopticapi does); anything else is
@@ -80,6 +159,8 @@ def read_id_png(path: str | os.PathLike, *, image_label: str = "") -> np.ndarray
     Args:
         path: the PNG file.
         image_label: text naming the image in error messages (e.g. ``"image_id 42"``).
+        expected_size: (height, width) the annotation gives; a PNG above Pillow's
+            decompression-bomb limit is read only when it has this size (see :func:`open_image`).
 
     Returns:
         ndarray[H, W] uint32 of segment ids.
@@ -87,10 +168,12 @@ def read_id_png(path: str | os.PathLike, *, image_label: str = "") -> np.ndarray
     Raises:
         PanopticEvalError: naming the file (and image) and what is wrong.
     """
-    return read_packed_png(path, image_label=image_label) & ID_MASK
+    return read_packed_png(path, image_label=image_label, expected_size=expected_size) & ID_MASK
 
 
-def read_packed_png(path: str | os.PathLike, *, image_label: str = "") -> np.ndarray:
+def read_packed_png(
+    path: str | os.PathLike, *, image_label: str = "", expected_size: tuple[int, int] | None = None
+) -> np.ndarray:
     """:func:`read_id_png` without the final masking: ``id + 2**24 * X`` per pixel.
 
     The top byte X is Pillow's padding (or alpha) byte. Equal values mean equal ids, so
@@ -99,7 +182,7 @@ def read_packed_png(path: str | os.PathLike, *, image_label: str = "") -> np.nda
     """
     where = f"{image_label}: " if image_label else ""
     try:
-        with Image.open(path, formats=["PNG"]) as img:
+        with open_image(path, formats=("PNG",), expected_size=expected_size, where=image_label) as img:
             if img.mode not in ("RGB", "RGBA"):
                 raise PanopticEvalError(
                     f"{where}{path}: PNG mode {img.mode!r} is not RGB; panoptic PNGs encode ids "
@@ -136,28 +219,112 @@ def _decode_packed(img: Image.Image) -> np.ndarray:
 
 
 def write_id_png(path: str | os.PathLike, ids: np.ndarray) -> None:
-    """Write an id map as a COCO panoptic RGB PNG, atomically (temporary file, then rename)."""
+    """Write an id map as a COCO panoptic RGB PNG, atomically (see :func:`write_json_atomic`)."""
     rgb = id2rgb(ids)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(rgb, mode="RGB").save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_atomic(path, lambda f: Image.fromarray(rgb, mode="RGB").save(f, format="PNG"), binary=True)
+
+
+def write_png_atomic(path: str | os.PathLike, image: Image.Image | np.ndarray) -> None:
+    """Write any image (a PIL image, or a uint8 array [H, W] / [H, W, 3]) as a PNG, atomically."""
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    _write_atomic(path, lambda f: img.save(f, format="PNG"), binary=True)
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int | None = 2) -> None:
-    """Write JSON to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    """Write JSON to ``path`` through a temporary file in the same folder and a rename.
+
+    A symbolic link is followed (its target is replaced, the link stays); a path that exists
+    and is not a regular file (a folder, FIFO or device) is refused, as are ``""`` and names
+    ending in a path separator. The file gets the mode ``open()`` would give it (an existing
+    file's mode, else ``0o666`` less the umask). NaN and infinities are refused (they are not
+    JSON): the error names the first such entry. Nothing is left behind on an error.
+
+    Raises:
+        PanopticEvalError: a bad path or a non-finite number; OSError from the file system.
+    """
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=indent, default=_json_default)
-            f.write("\n")
-        os.replace(tmp, path)
+        text = json.dumps(data, indent=indent, default=_json_default, allow_nan=False)
+    except ValueError:
+        raise PanopticEvalError(
+            f"{path}: refusing to write a non-finite number ({_first_non_finite(data)}); JSON has no NaN or infinity"
+        ) from None
+    _write_atomic(path, lambda f: f.write(text + "\n"), binary=False)
+
+
+def _first_non_finite(data: Any, key: str = "") -> str:
+    """The dotted key of the first NaN / infinity in ``data`` (error messages only)."""
+    if isinstance(data, Mapping):
+        items = data.items()
+    elif isinstance(data, (list, tuple)):
+        items = enumerate(data)
+    else:
+        if isinstance(data, (float, np.floating)) and not math.isfinite(data):
+            return f"{key or 'value'} = {float(data)}"
+        return ""
+    for k, v in items:
+        found = _first_non_finite(v, f"{key}.{k}" if key else str(k))
+        if found:
+            return found
+    return ""
+
+
+def _umask() -> int:
+    # /proc tells the umask without changing it (os.umask would race with other threads).
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """The regular file an atomic write of ``path`` replaces (symlinks followed).
+
+    Raises:
+        PanopticEvalError: ``path`` is empty, ends in a separator, exists and is not a regular
+            file, or its folder does not exist.
+    """
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text:
+        raise PanopticEvalError("output path is empty")
+    if "\x00" in text:
+        raise PanopticEvalError(f"output path {text!r} contains a NUL byte")
+    if text.endswith((os.sep, "/")) or (os.altsep and text.endswith(os.altsep)):
+        raise PanopticEvalError(f"output path {text!r} names a folder; give a file name")
+    target = Path(os.path.realpath(text))
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (FIFO, device or socket)"
+        shown = text if str(target) == text else f"{text} (-> {target})"
+        raise PanopticEvalError(f"output path {shown} exists and is {kind}; refusing to replace it")
+    if not target.parent.is_dir():
+        raise PanopticEvalError(f"output path {text}: folder {target.parent} does not exist")
+    return target
+
+
+def _write_atomic(path: str | os.PathLike, write: Callable[[IO], Any], *, binary: bool) -> None:
+    target = check_output_path(path)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
+            if hasattr(os, "fchmod"):  # POSIX; mkstemp made the file 0o600
+                os.fchmod(f.fileno(), mode)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -188,6 +355,8 @@ def write_panoptic_json(
 
 def read_json(path: str | os.PathLike, *, what: str) -> Any:
     """Read a JSON file, turning every failure into one clear :class:`PanopticEvalError`."""
+    if "\x00" in os.fsdecode(os.fspath(path)):
+        raise PanopticEvalError(f"{what} {path!r}: the path contains a NUL byte")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -195,6 +364,8 @@ def read_json(path: str | os.PathLike, *, what: str) -> Any:
         raise PanopticEvalError(f"{what} {path}: file not found") from None
     except json.JSONDecodeError as exc:
         raise PanopticEvalError(f"{what} {path}: malformed JSON ({exc})") from None
+    except RecursionError:
+        raise PanopticEvalError(f"{what} {path}: JSON nested too deeply to read") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PanopticEvalError(f"{what} {path}: unreadable ({exc})") from None
 
@@ -207,6 +378,8 @@ def resolve_in_folder(folder: str | os.PathLike, file_name: Any, *, where: str) 
     """
     if not isinstance(file_name, str) or not file_name:
         raise PanopticEvalError(f"{where}: file_name must be a non-empty string, got {file_name!r}")
+    if "\x00" in file_name:
+        raise PanopticEvalError(f"{where}: file_name {file_name!r} contains a NUL byte")
     if os.path.isabs(file_name) or ".." in Path(file_name).parts:
         raise PanopticEvalError(f"{where}: file_name {file_name!r} leaves its folder {folder}")
     root = os.path.realpath(folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 from ._confusion import TABLE_LIMIT, check_id_map, is_torch_tensor
 from ._image import compute_image_stats, parse_segments
 from ._matching import N_STATS, Segments
+from ._miou_ap import ImageExtras, MiouApState, image_extras, parse_metrics
 from .errors import PanopticEvalError
 from .metrics import Category, bootstrap_ci, per_image_pq, summarize, summarize_pq_dagger
 
@@ -63,14 +65,21 @@ class PanopticQuality:
             :meth:`per_image` and :meth:`bootstrap`.
         sync_dist: all-reduce over the default process group in :meth:`compute` when one is
             initialised.
+        metrics: any of ``"pq"``, ``"miou"``, ``"ap"`` (or ``"pq,miou,ap"``), all counted in the
+            same pass over each image (see :mod:`panoptic_eval._miou_ap`); ``"ap"`` needs
+            pycocotools and a ``score`` in the predictions' segments_info.
     """
 
-    def __init__(self, categories: Any, *, keep_per_image: bool = False, sync_dist: bool = True) -> None:
+    def __init__(
+        self, categories: Any, *, keep_per_image: bool = False, sync_dist: bool = True, metrics: Any = ("pq",)
+    ) -> None:
         self.categories = parse_categories(categories)
         self._cat_index = {c.id: k for k, c in enumerate(self.categories)}
         self._is_thing = np.array([c.isthing for c in self.categories], dtype=bool)
         self.keep_per_image = keep_per_image
         self.sync_dist = sync_dist
+        self.metrics = parse_metrics(metrics)
+        self._extra = MiouApState(self.metrics, self.categories)
         self.reset()
 
     def reset(self) -> None:
@@ -79,6 +88,7 @@ class PanopticQuality:
         self._image_stats: list[np.ndarray] = []
         self._image_ids: list[Any] = []
         self.num_images = 0
+        self._extra.reset()
 
     # ------------------------------------------------------------------ updates
     def update(
@@ -104,13 +114,28 @@ class PanopticQuality:
         Torch tensors are counted on their device; only a small matrix is copied to the host.
         """
         where = f"image {image_id if image_id is not None else self.num_images}"
-        gt_ids = check_id_map(gt_ids, name=f"{where}: gt_ids")
-        pred_ids = check_id_map(pred_ids, name=f"{where}: pred_ids")
+        gt_ids = check_id_map(_signed_torch(gt_ids, name=f"{where}: gt_ids"), name=f"{where}: gt_ids")
+        pred_ids = check_id_map(_signed_torch(pred_ids, name=f"{where}: pred_ids"), name=f"{where}: pred_ids")
         gt = parse_segments(gt_segments_info, self._cat_index, where=f"{where} (GT)", is_gt=True, strict=False)
         pred = parse_segments(pred_segments_info, self._cat_index, where=f"{where} (prediction)",
-                              is_gt=False, strict=False)
-        stats = compute_image_stats(gt_ids, gt, pred_ids, pred, is_thing=self._is_thing, void_id=0, where=where)
-        self.add_image_stats(stats, image_id=image_id)
+                              is_gt=False, strict=False, scores="ap" in self.metrics)
+        stats, extras = self.measure_image(gt_ids, gt, pred_ids, pred, void_id=0, where=where)
+        self.add_image_stats(stats, image_id=image_id, extras=extras)
+
+    def measure_image(
+        self, gt_ids: Any, gt: Segments, pred_ids: Any, pred: Segments, *, void_id: int | None, where: str,
+        id_mask: int | None = None,
+    ) -> tuple[np.ndarray, ImageExtras | None]:
+        """PQ statistics and (when mIoU or AP is asked for) the extras of one image; adds nothing."""
+        if self.metrics == ("pq",):
+            stats = compute_image_stats(gt_ids, gt, pred_ids, pred, is_thing=self._is_thing, void_id=void_id,
+                                        where=where, id_mask=id_mask)
+            return stats, None
+        stats, conf = compute_image_stats(gt_ids, gt, pred_ids, pred, is_thing=self._is_thing, void_id=void_id,
+                                          where=where, id_mask=id_mask, with_confusion=True)
+        extras = image_extras(self.metrics, conf, gt_ids, gt, pred_ids, pred, categories=self.categories,
+                              is_thing=self._is_thing, id_mask=id_mask)
+        return stats, extras
 
     def update_label_divisor(
         self,
@@ -121,6 +146,7 @@ class PanopticQuality:
         void_label: int = -1,
         thing_instance_zero_is_crowd: bool = True,
         image_id: Any = None,
+        pred_scores: Mapping[int, float] | None = None,
     ) -> None:
         """Add one image given label-divisor encoded maps (Panoptic-DeepLab, Cityscapes style).
 
@@ -135,12 +161,15 @@ class PanopticQuality:
             gt_labels, pred_labels (ndarray or Tensor[H, W], integer): encoded maps.
             label_divisor: e.g. 1000 (Cityscapes) or 256 * 256.
             void_label: the value of VOID pixels (e.g. -1, or ``255 * label_divisor``).
+            pred_scores: {predicted label: confidence}, for mask AP (labels left out carry no score).
         """
         where = f"image {image_id if image_id is not None else self.num_images}"
         if isinstance(label_divisor, bool) or not isinstance(label_divisor, (int, np.integer)) or label_divisor < 1:
             raise PanopticEvalError(f"label_divisor must be a positive integer, got {label_divisor!r}")
-        gt_labels = check_id_map(gt_labels, name=f"{where}: gt_labels", allow_negative=True)
-        pred_labels = check_id_map(pred_labels, name=f"{where}: pred_labels", allow_negative=True)
+        gt_labels = check_id_map(_signed_torch(gt_labels, name=f"{where}: gt_labels"), name=f"{where}: gt_labels",
+                                 allow_negative=True)
+        pred_labels = check_id_map(_signed_torch(pred_labels, name=f"{where}: pred_labels"),
+                                   name=f"{where}: pred_labels", allow_negative=True)
         shift = max(0, -int(void_label))
         void_id = int(void_label) + shift
         gt_map, gt_values, gt_counts = _shifted_values(gt_labels, shift, void_label, name=f"{where}: gt_labels")
@@ -149,8 +178,10 @@ class PanopticQuality:
                                   crowd=thing_instance_zero_is_crowd, where=f"{where} (GT)")
         pred = self._label_segments(pred_values, None, shift, void_id, label_divisor,
                                     crowd=False, where=f"{where} (prediction)")
-        stats = compute_image_stats(gt_map, gt, pred_map, pred, is_thing=self._is_thing, void_id=void_id, where=where)
-        self.add_image_stats(stats, image_id=image_id)
+        if pred_scores is not None and "ap" in self.metrics:
+            pred = _with_scores(pred, pred_scores, shift, where=f"{where} (prediction)")
+        stats, extras = self.measure_image(gt_map, gt, pred_map, pred, void_id=void_id, where=where)
+        self.add_image_stats(stats, image_id=image_id, extras=extras)
 
     def _label_segments(
         self, values: np.ndarray, counts: np.ndarray | None, shift: int, void_id: int, divisor: int,
@@ -171,11 +202,19 @@ class PanopticQuality:
         iscrowd = (labels % divisor == 0) & self._is_thing[category] if crowd else np.zeros(len(ids), bool)
         return Segments(ids=ids, category=category, iscrowd=iscrowd, area=None if counts is None else counts[keep])
 
-    def add_image_stats(self, stats: np.ndarray, *, image_id: Any = None) -> None:
-        """Add precomputed per-image statistics (float64[6, C]), e.g. from worker processes."""
+    def add_image_stats(self, stats: np.ndarray, *, image_id: Any = None, extras: ImageExtras | None = None) -> None:
+        """Add precomputed per-image statistics (float64[6, C]), e.g. from worker processes.
+
+        ``extras``: the image's mIoU / AP part from :meth:`measure_image` (needed when those
+        metrics are asked for).
+        """
         stats = np.asarray(stats, dtype=np.float64)
         if stats.shape != self._stats.shape:
             raise PanopticEvalError(f"image statistics must have shape {self._stats.shape}, got {stats.shape}")
+        if self.metrics != ("pq",):
+            if extras is None:
+                raise PanopticEvalError(f"add_image_stats: metrics {self.metrics} need the image's extras")
+            self._extra.add(extras)
         self._stats += stats
         if self.keep_per_image:
             self._image_stats.append(stats)
@@ -186,6 +225,7 @@ class PanopticQuality:
         """Add another accumulator's images to this one (same categories); returns self."""
         if [(c.id, c.isthing) for c in other.categories] != [(c.id, c.isthing) for c in self.categories]:
             raise PanopticEvalError("merge: the two accumulators have different categories")
+        self._extra.merge(other._extra)
         self._stats += other._stats
         if self.keep_per_image:
             if not other.keep_per_image and other.num_images:
@@ -204,6 +244,7 @@ class PanopticQuality:
             "num_images": self.num_images,
             "image_stats": [s.copy() for s in self._image_stats],
             "image_ids": list(self._image_ids),
+            "extra_metrics": self._extra.state_dict() if self.metrics != ("pq",) else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -213,6 +254,8 @@ class PanopticQuality:
         self.num_images = int(state["num_images"])
         self._image_stats = [np.asarray(s, dtype=np.float64) for s in state["image_stats"]]
         self._image_ids = list(state["image_ids"])
+        if self.metrics != ("pq",):
+            self._extra.load_state_dict(state.get("extra_metrics"))
 
     @property
     def stats(self) -> np.ndarray:
@@ -245,8 +288,16 @@ class PanopticQuality:
 
     # ------------------------------------------------------------------ results
     def compute(self) -> dict:
-        """``{"All"|"Things"|"Stuff": {"pq","sq","rq","n"}, "per_class": {cat_id: {"pq","sq","rq"}}}``."""
-        return summarize(self._global_stats(), self.categories)
+        """``{"All"|"Things"|"Stuff": {"pq","sq","rq","n"}, "per_class": {cat_id: {"pq","sq","rq"}}}``.
+
+        With ``"miou"`` in the metrics also ``"mIoU"`` and ``"per_class_iou"`` ({cat_id: IoU});
+        with ``"ap"`` also ``"AP"``, ``"AP50"``, ``"AP75"``; without ``"pq"`` only those. Fractions
+        in 0..1; None where the value is undefined (no GT pixels / no GT instance).
+        """
+        out = summarize(self._global_stats(), self.categories) if "pq" in self.metrics else {}
+        if self.metrics != ("pq",):
+            out.update(self._extra.compute(_initialised_dist() if self.sync_dist else None))
+        return out
 
     def compute_pq_dagger(self) -> dict:
         """PQ-dagger; see :func:`panoptic_eval.metrics.summarize_pq_dagger`."""
@@ -263,6 +314,21 @@ class PanopticQuality:
         return bootstrap_ci(stats, self.categories, samples=samples, confidence=confidence, seed=seed)
 
 
+def _with_scores(segs: Segments, scores: Mapping[int, float], shift: int, *, where: str) -> Segments:
+    """``segs`` with the scores of their labels (ids minus ``shift``); NaN where none is given."""
+    if not isinstance(scores, Mapping):
+        raise PanopticEvalError(f"{where}: pred_scores must map labels to scores, got {type(scores).__name__}")
+    values = np.full(len(segs.ids), np.nan)
+    for k, label in enumerate((segs.ids - shift).tolist()):
+        if label in scores:
+            value = scores[label]
+            number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            if not number or not np.isfinite(value):
+                raise PanopticEvalError(f"{where}: score of label {label} must be a finite number, got {value!r}")
+            values[k] = float(value)
+    return dataclasses.replace(segs, score=None if np.isnan(values).all() else values)
+
+
 def _initialised_dist():
     # A process group exists only if torch was imported already: never import torch here.
     if sys.modules.get("torch") is None:
@@ -272,6 +338,26 @@ def _initialised_dist():
     if dist.is_available() and dist.is_initialized():
         return dist
     return None
+
+
+def _signed_torch(ids: Any, *, name: str) -> Any:
+    """torch uint16 / uint32 / uint64 maps as int64 (torch has no min, max or unique for them).
+
+    numpy unsigned maps are counted as they are. A torch uint64 value >= 2**63 cannot be an id
+    (segment ids are int64): refused, naming the map.
+    """
+    if not is_torch_tensor(ids):
+        return ids
+    import torch
+
+    if ids.dtype in (torch.uint16, torch.uint32):
+        return ids.to(torch.int64)
+    if ids.dtype == torch.uint64:
+        signed = ids.view(torch.int64)
+        if signed.numel() and bool((signed < 0).any()):
+            raise PanopticEvalError(f"{name}: uint64 values >= 2**63 are not valid segment ids (ids are int64)")
+        return signed
+    return ids
 
 
 def _shifted_values(labels: Any, shift: int, void_label: int, *, name: str):

@@ -99,8 +99,12 @@ def make_gt(rng: np.random.Generator, h: int, w: int, max_things: int = 8):
     return ids, [info[i] for i in order]
 
 
-def make_pred(rng: np.random.Generator, gt_ids: np.ndarray, gt_info: list[dict]):
-    """A prediction derived from a GT image by random edits."""
+def make_pred(rng: np.random.Generator, gt_ids: np.ndarray, gt_info: list[dict], scores: bool = False):
+    """A prediction derived from a GT image by random edits.
+
+    ``scores``: give every segment a ``score`` in [0, 1) (for mask AP), drawn after the map is made
+    so that the map does not depend on it.
+    """
     h, w = gt_ids.shape
     cat_of = {s["id"]: s["category_id"] for s in gt_info}
     labels = np.zeros((h, w), dtype=np.int64)  # temporary label space
@@ -176,6 +180,9 @@ def make_pred(rng: np.random.Generator, gt_ids: np.ndarray, gt_info: list[dict])
         out[labels == lab] = pid
         info.append({"id": pid, "category_id": cat})
     order = rng.permutation(len(info))
+    if scores:
+        for seg, score in zip(info, rng.random(len(info))):
+            seg["score"] = float(score)
     return out, [info[i] for i in order]
 
 
@@ -189,13 +196,15 @@ def upscale_pair(gt_ids: np.ndarray, gt_info: list[dict], pred_ids: np.ndarray, 
 
 
 def write_set(
-    root: str | Path, seed: int, n_images: int, h: int = 40, w: int = 56, upscale: int = 1, max_things: int = 8
+    root: str | Path, seed: int, n_images: int, h: int = 40, w: int = 56, upscale: int = 1, max_things: int = 8,
+    scores: bool = False,
 ) -> dict[str, Path]:
     """Write a GT and a prediction set under ``root``; returns the JSON and folder paths.
 
     Every third image is transposed (``w`` x ``h``) so that sizes vary. ``upscale`` > 1 enlarges
     every map by pixel repetition after generation (areas scale by ``upscale**2``), which gives
-    COCO-like segment sizes at COCO-like resolutions quickly.
+    COCO-like segment sizes at COCO-like resolutions quickly. ``scores``: predictions carry a
+    ``score`` (for mask AP).
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -209,7 +218,7 @@ def write_set(
     for i in range(n_images):
         gh, gw = (h, w) if i % 3 else (w, h)
         gt_ids, gt_info = make_gt(rng, gh, gw, max_things)
-        pred_ids, pred_info = make_pred(rng, gt_ids, gt_info)
+        pred_ids, pred_info = make_pred(rng, gt_ids, gt_info, scores=scores)
         if upscale > 1:
             gt_ids, pred_ids = upscale_pair(gt_ids, gt_info, pred_ids, upscale)
             gh, gw = gh * upscale, gw * upscale
