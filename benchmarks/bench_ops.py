@@ -160,6 +160,80 @@ def test_nms_ops(benchmark, n):
     assert torch.equal(got, ref.nms(boxes, scores, 0.5))
 
 
+# The previous kernel (exhaustive scan of every later box per kept box), compiled from the same
+# header the op uses, as the peer of the indexed scan.
+_EXHAUSTIVE_SOURCE = r"""
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/sort.h>
+#include <torch/library.h>
+#include "nms/nms_greedy.h"
+
+at::Tensor exhaustive_nms(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
+  using namespace panoptic_ops::nms_host;
+  const int64_t n = boxes.size(0);
+  const at::Tensor order = std::get<1>(at::sort(scores, true, 0, true)).contiguous();
+  const at::Tensor b = boxes.contiguous();
+  const SortedBoxes<float> sorted(b.data_ptr<float>(), order.data_ptr<int64_t>(), nullptr, n);
+  std::vector<uint8_t> keep(n, 0);
+  greedy_exhaustive(sorted, threshold_in<float>(iou_threshold), keep.data());
+  std::vector<int64_t> kept;
+  for (int64_t r = 0; r < n; ++r)
+    if (keep[r]) kept.push_back(order.data_ptr<int64_t>()[r]);
+  at::Tensor out = at::empty({static_cast<int64_t>(kept.size())}, order.options());
+  std::copy(kept.begin(), kept.end(), out.data_ptr<int64_t>());
+  return out;
+}
+
+TORCH_LIBRARY(nms_bench, m) { m.def("exhaustive(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor"); }
+TORCH_LIBRARY_IMPL(nms_bench, CPU, m) { m.impl("exhaustive", &exhaustive_nms); }
+"""
+
+
+@pytest.fixture(scope="module")
+def exhaustive_nms():
+    from torch.utils.cpp_extension import load_inline
+
+    csrc = Path(__file__).resolve().parents[1] / "csrc"
+    load_inline("nms_bench_exhaustive", _EXHAUSTIVE_SOURCE, is_python_module=False, extra_include_paths=[str(csrc)],
+                extra_cflags=["-O3", "-std=c++20"])  # fmt: skip
+    return torch.ops.nms_bench.exhaustive
+
+
+def disjoint_boxes(n, seed=0):
+    """n non-overlapping 8x8 boxes on a 10-px grid, random scores (every box survives)."""
+    side = int(n**0.5) + 1
+    ij = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"), -1).reshape(-1, 2)[:n]
+    xy = ij.float() * 10
+    return torch.cat([xy, xy + 8], dim=1), torch.rand(n, generator=torch.Generator().manual_seed(seed))
+
+
+NMS_CASES = {
+    "disjoint 20000": lambda: disjoint_boxes(20_000),
+    "disjoint 200000": lambda: disjoint_boxes(200_000),
+    "detections 1000": lambda: detections(1000)[:2],
+    "detections 10000": lambda: detections(10_000)[:2],
+    "detections 50000": lambda: detections(50_000)[:2],
+}
+
+
+@pytest.mark.parametrize("case", NMS_CASES)
+def test_nms_previous_kernel(benchmark, exhaustive_nms, case):
+    benchmark.group = f"nms {case} boxes vs the previous kernel (CPU)"
+    benchmark.extra_info["peer"] = "previous kernel: exhaustive scan per kept box (nms_greedy.h greedy_exhaustive)"
+    boxes, scores = NMS_CASES[case]()
+    rounds = 1 if case == "disjoint 200000" else 5
+    got = benchmark.pedantic(exhaustive_nms, args=(boxes, scores, 0.5), rounds=rounds, iterations=1)
+    assert torch.equal(got, panoptic_ops.nms(boxes, scores, 0.5))
+
+
+@pytest.mark.parametrize("case", NMS_CASES)
+def test_nms_indexed(benchmark, case):
+    benchmark.group = f"nms {case} boxes vs the previous kernel (CPU)"
+    boxes, scores = NMS_CASES[case]()
+    benchmark.pedantic(panoptic_ops.nms, args=(boxes, scores, 0.5), rounds=10, iterations=1, warmup_rounds=1)
+
+
 @pytest.mark.parametrize("n", [1000, 10000])
 def test_batched_nms_reference(benchmark, n):
     benchmark.group = f"batched_nms {n} boxes, 80 classes (CPU)"

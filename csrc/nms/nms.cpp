@@ -1,5 +1,7 @@
 // Greedy IoU NMS with torchvision's semantics (x1y1x2y2, area without +1, stable descending
 // score order, suppression when IoU > threshold) and per-class batched NMS without a Python loop.
+// The greedy scan itself (exhaustive for small problems, through a spatial index for large
+// ones) is in nms_greedy.h, shared with the CUDA op's host path.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -9,75 +11,21 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <numeric>
 #include <vector>
 
+#include "nms/nms_greedy.h"
+
 namespace panoptic_ops {
 namespace {
+
+using nms_host::greedy;
+using nms_host::SortedBoxes;
 
 void check_boxes(const at::Tensor& boxes, const at::Tensor& scores) {
   TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "boxes must have shape [N, 4], got ", boxes.sizes());
   TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0), "scores must have shape [N] with N = ",
               boxes.size(0), ", got ", scores.sizes());
-}
-
-// Boxes of one NMS problem in score order, one array per coordinate, so the inner loop streams
-// memory and vectorises.
-template <typename T>
-struct SortedBoxes {
-  std::vector<T> x1, y1, x2, y2, area;
-  SortedBoxes(const T* boxes, const int64_t* order, const int64_t* ranks, int64_t n)
-      : x1(n), y1(n), x2(n), y2(n), area(n) {
-    for (int64_t r = 0; r < n; ++r) {
-      const T* b = boxes + 4 * order[ranks ? ranks[r] : r];
-      x1[r] = b[0];
-      y1[r] = b[1];
-      x2[r] = b[2];
-      y2[r] = b[3];
-      area[r] = (x2[r] - x1[r]) * (y2[r] - y1[r]);
-    }
-  }
-};
-
-// The largest T not above `threshold`: for any T value v (NaN included),
-// v > that  <=>  double(v) > threshold, so the comparison can stay in T.
-template <typename T>
-T threshold_in(double threshold) {
-  T t = static_cast<T>(threshold);
-  if (static_cast<double>(t) > threshold) t = std::nextafter(t, -std::numeric_limits<T>::infinity());
-  return t;
-}
-
-// Greedy NMS over boxes in score order; sets keep[r] for the survivors. The IoU is computed in T
-// exactly as torchvision's CPU kernel (std::max / std::min, area without +1) and is compared
-// with the double threshold.
-template <typename T>
-void greedy(const SortedBoxes<T>& b, double iou_threshold, uint8_t* keep) {
-  const int64_t m = static_cast<int64_t>(b.x1.size());
-  const T threshold = threshold_in<T>(iou_threshold);
-  std::vector<uint8_t> suppressed(m, 0);
-  const T *x1 = b.x1.data(), *y1 = b.y1.data(), *x2 = b.x2.data(), *y2 = b.y2.data(), *area = b.area.data();
-  uint8_t* sup = suppressed.data();
-  for (int64_t i = 0; i < m; ++i) {
-    if (sup[i]) continue;
-    keep[i] = 1;
-    const T ix1 = x1[i], iy1 = y1[i], ix2 = x2[i], iy2 = y2[i], iarea = area[i];
-    // Branch-free over every later box (suppressed ones too): the loop vectorises.
-    for (int64_t j = i + 1; j < m; ++j) {
-      const T xx1 = ix1 < x1[j] ? x1[j] : ix1;  // std::max(ix1, x1[j])
-      const T yy1 = iy1 < y1[j] ? y1[j] : iy1;
-      const T xx2 = x2[j] < ix2 ? x2[j] : ix2;  // std::min(ix2, x2[j])
-      const T yy2 = y2[j] < iy2 ? y2[j] : iy2;
-      const T dw = xx2 - xx1, dh = yy2 - yy1;
-      const T w = T(0) < dw ? dw : T(0);  // std::max(T(0), dw)
-      const T h = T(0) < dh ? dh : T(0);
-      const T inter = w * h;
-      const T ovr = inter / (iarea + area[j] - inter);
-      sup[j] |= static_cast<uint8_t>(ovr > threshold);
-    }
-  }
 }
 
 // Rank order: stable descending sort of the scores (torch.sort, so NaN handling matches too).

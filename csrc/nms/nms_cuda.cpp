@@ -1,7 +1,10 @@
 // CUDA glue of nms / batched_nms: stable device sort, overlap-mask kernel, then the greedy scan
-// over the mask on the host (as torchvision does).
+// over the mask on the host (as torchvision does). The mask takes N^2 / 8 bytes, so above
+// kHostMin boxes (128 MB of mask) float32 / float64 problems run the CPU op's indexed greedy
+// scan on a host copy instead (exact, O(N log N) for boxes that overlap little).
 #include <ATen/ATen.h>
 #include <ATen/DeviceAccelerator.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/DeviceGuard.h>
 #include <torch/library.h>
 
@@ -27,6 +30,27 @@ cuda::BoxType box_type(at::ScalarType t) {
   }
 }
 
+constexpr int64_t kHostMin = 32768;
+
+// The CPU kernel of `op` on host copies of the inputs, result moved back to the device.
+at::Tensor on_host(const at::Tensor& boxes, const at::Tensor& scores, const std::optional<at::Tensor>& idxs,
+                   double iou_threshold) {
+  const at::Tensor b = boxes.cpu(), s = scores.cpu();
+  at::Tensor keep;
+  if (idxs.has_value()) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("panoptic_ops::batched_nms", "")
+                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>();
+    keep = op.call(b, s, idxs->cpu(), iou_threshold);
+  } else {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("panoptic_ops::nms", "")
+                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double)>();
+    keep = op.call(b, s, iou_threshold);
+  }
+  return keep.to(boxes.device());
+}
+
 at::Tensor nms_impl(const at::Tensor& boxes, const at::Tensor& scores, const std::optional<at::Tensor>& idxs,
                     double iou_threshold) {
   const c10::DeviceGuard guard(boxes.device());
@@ -34,6 +58,8 @@ at::Tensor nms_impl(const at::Tensor& boxes, const at::Tensor& scores, const std
   TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0), "scores must have shape [N]");
   const int64_t n = boxes.size(0);
   if (n == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
+  if (n >= kHostMin && (boxes.scalar_type() == at::kFloat || boxes.scalar_type() == at::kDouble))
+    return on_host(boxes, scores, idxs, iou_threshold);
   const cuda::BoxType type = box_type(boxes.scalar_type());
   const at::Tensor order = std::get<1>(at::sort(scores, /*stable=*/true, /*dim=*/0, /*descending=*/true));
   const at::Tensor sorted = boxes.index_select(0, order).contiguous();

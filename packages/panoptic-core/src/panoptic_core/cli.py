@@ -7,7 +7,9 @@ COCO panoptic dataset (see :mod:`panoptic_core.data.synthetic`).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from .__about__ import __version__
@@ -39,8 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # unwinds like Ctrl-C, so the temporary folder is removed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminated) if _in_main_thread() else None
     try:
         config = SyntheticConfig(
             train=args.train, val=args.val, height=args.size[0], width=args.size[1], seed=args.seed
@@ -49,8 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetError, OSError) as exc:
         print(f"panoptic-core synth: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("panoptic-core synth: interrupted; nothing written", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(f"wrote {config.train} train + {config.val} val images of {config.height}x{config.width} to {out}")
     return 0
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -34,27 +34,35 @@ def _panoptic_fake(
     return sem_seg.new_empty(sem_seg.shape, dtype=torch.int64), sem_seg.new_empty((1, count, 2), dtype=torch.int64)
 
 
+def _kept_count(n):
+    """The number of kept candidates out of ``n``: 0 when there are none (a static 0, not an
+    unbacked size, so Inductor never lowers an index into an empty tensor with a symbolic
+    length, which fails with LoweringException: IndexError), else a dynamic size <= n."""
+    if isinstance(n, int):
+        return 0 if n == 0 else torch.library.get_ctx().new_dynamic_size(max=n)
+    # A symbolic n: Dynamo specialises sizes 0 and 1, so here n >= 2.
+    return torch.library.get_ctx().new_dynamic_size()
+
+
 @torch.library.register_fake(f"{_LIB}::nms")
 def _nms_fake(boxes, scores, iou_threshold):
-    count = torch.library.get_ctx().new_dynamic_size()
-    return boxes.new_empty((count,), dtype=torch.int64)
+    return boxes.new_empty((_kept_count(boxes.shape[0]),), dtype=torch.int64)
 
 
 @torch.library.register_fake(f"{_LIB}::batched_nms")
 def _batched_nms_fake(boxes, scores, idxs, iou_threshold):
-    count = torch.library.get_ctx().new_dynamic_size()
-    return boxes.new_empty((count,), dtype=torch.int64)
+    return boxes.new_empty((_kept_count(boxes.shape[0]),), dtype=torch.int64)
 
 
 @torch.library.register_fake(f"{_LIB}::matrix_nms")
 def _matrix_nms_fake(masks, labels, scores, kernel, sigma, filter_thr, nms_pre, max_num, mask_area):
-    count = torch.library.get_ctx().new_dynamic_size()
+    count = _kept_count(masks.shape[0])
     return scores.new_empty((count,)), labels.new_empty((count,)), labels.new_empty((count,), dtype=torch.int64)
 
 
 @torch.library.register_fake(f"{_LIB}::kernel_fusion")
 def _kernel_fusion_fake(kernels, scores, labels, threshold):
-    count = torch.library.get_ctx().new_dynamic_size()
+    count = _kept_count(kernels.shape[0])
     return (
         kernels.new_empty((count, kernels.shape[1])),
         scores.new_empty((count,)),

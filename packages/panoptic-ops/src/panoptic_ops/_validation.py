@@ -58,11 +58,29 @@ def check_top_k(top_k: int | None) -> int | None:
 
 
 def int_list(name: str, values: Iterable[int]) -> list[int]:
+    """Sorted distinct integers; floats, bools and strings are refused (never truncated)."""
     try:
-        out = sorted({int(v) for v in values})
-    except (TypeError, ValueError) as error:
+        items = list(values)
+    except TypeError as error:
         raise TypeError(f"{name} must be an iterable of integers, got {values!r}") from error
-    return out
+    for v in items:
+        if isinstance(v, torch.Tensor) and v.dim() == 0 and not v.is_floating_point() and v.dtype != torch.bool:
+            continue
+        if isinstance(v, bool) or not hasattr(v, "__index__"):
+            raise TypeError(f"{name} must be an iterable of integers, got {v!r} in {values!r}")
+    return sorted({int(v) for v in items})
+
+
+def check_int(name: str, value: object, *, low: int | None = None, high: int | None = None) -> int:
+    """An integer argument (Python or numpy int; not bool or float) within [low, high]."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value}")
+    return value
 
 
 def check_threshold(name: str, value: float) -> float:

@@ -28,6 +28,7 @@ import torch
 from panoptic_ops._validation import (
     FLOAT_TYPES,
     INT_TYPES,
+    check_int,
     check_odd_kernel,
     check_same_device,
     check_tensor,
@@ -45,6 +46,35 @@ __all__ = [
 ]
 
 _MASK_TYPES = (torch.bool, *INT_TYPES)
+_INT64_MAX = (1 << 63) - 1
+
+
+def _label_args(
+    sem_seg: torch.Tensor, label_divisor: object, thing_ids: Iterable[int], stuff_area: object, void_label: object
+) -> tuple[int, list[int], int, int]:
+    """Checked (label_divisor, thing_ids, stuff_area, void_label): integers, never truncated,
+    with ``class * label_divisor + instance`` inside int64 for every class in ``sem_seg``."""
+    divisor = check_int("label_divisor", label_divisor, low=1, high=_INT64_MAX)
+    things = int_list("thing_ids", thing_ids)
+    if things and (things[0] < 0 or things[-1] > _INT64_MAX):
+        raise ValueError(f"thing_ids must lie in [0, 2**63), got {things}")
+    area = check_int("stuff_area", stuff_area, low=-_INT64_MAX - 1, high=_INT64_MAX)
+    void = check_int("void_label", void_label, low=-_INT64_MAX - 1, high=_INT64_MAX)
+    if torch.compiler.is_compiling() or sem_seg.numel() == 0:
+        return divisor, things, area, void  # the data-dependent bound below needs eager tensors
+    pixels = sem_seg.shape[-1] * sem_seg.shape[-2]
+    info = torch.iinfo(sem_seg.dtype)
+    largest = max(abs(info.min), info.max)
+    if largest * divisor + pixels > _INT64_MAX:
+        low, high = (int(v) for v in torch.aminmax(sem_seg))  # one pass, only where the dtype allows overflow
+        largest = max(abs(low), abs(high), 1)
+        bound = (_INT64_MAX - pixels) // largest
+        if divisor > bound:
+            raise ValueError(
+                f"label_divisor = {divisor} overflows int64 in class * label_divisor + instance for class {largest} of "
+                f"sem_seg; it must be at most {bound} here"
+            )
+    return divisor, things, area, void
 
 
 def find_instance_center(
@@ -110,10 +140,10 @@ def merge_semantic_and_instance(
     check_tensor("ins_seg", ins_seg, shape=tuple(sem_seg.shape), dtypes=INT_TYPES)
     check_tensor("semantic_thing_seg", semantic_thing_seg, shape=tuple(sem_seg.shape), dtypes=_MASK_TYPES)
     check_same_device(sem_seg=sem_seg, ins_seg=ins_seg, semantic_thing_seg=semantic_thing_seg)
+    divisor, things, area, void = _label_args(sem_seg, label_divisor, thing_ids, stuff_area, void_label)
     return torch.ops.panoptic_ops.merge_semantic_and_instance(
-        sem_seg, ins_seg, semantic_thing_seg, int(label_divisor), int_list("thing_ids", thing_ids), int(stuff_area),
-        int(void_label),
-    )  # fmt: skip
+        sem_seg, ins_seg, semantic_thing_seg, divisor, things, area, void
+    )
 
 
 def get_panoptic_segmentation(
@@ -135,11 +165,15 @@ def get_panoptic_segmentation(
         sem_seg (Tensor[1, H, W]): integer semantic labels (argmax of the semantic head).
         center_heatmap (Tensor[1, H, W]): raw center heatmap, float32 or float64.
         offsets (Tensor[2, H, W]): (offset_y, offset_x), float32 or float64.
-        thing_ids: contiguous class ids of thing classes.
-        label_divisor: panoptic id = class * label_divisor + instance number.
+        thing_ids: contiguous class ids of thing classes (integers >= 0).
+        label_divisor: panoptic id = class * label_divisor + instance number (an integer >= 1;
+            ``class * label_divisor + H * W`` must fit in int64).
         stuff_area: stuff regions smaller than this become ``void_label``.
         void_label: id of pixels without a confident prediction.
         threshold, nms_kernel, top_k: center selection, see :func:`find_instance_center`.
+            ``top_k=None`` keeps every peak above ``threshold`` and grouping costs O(H * W * K)
+            for K peaks: a noise heatmap of 1024 x 2048 has K ~ 1.9 M and takes minutes, so
+            keep ``top_k`` bounded (detectron2's default 200) unless the heatmap is clean.
         foreground_mask (Tensor[1, H, W], optional): binary thing mask (bool or 0/1 integers);
             by default pixels whose label is in ``thing_ids``.
 
@@ -153,10 +187,10 @@ def get_panoptic_segmentation(
     if foreground_mask is not None:
         check_tensor("foreground_mask", foreground_mask, shape=(1, *size), dtypes=_MASK_TYPES)
     check_same_device(sem_seg=sem_seg, center_heatmap=center_heatmap, offsets=offsets, foreground_mask=foreground_mask)
+    divisor, things, area, void = _label_args(sem_seg, label_divisor, thing_ids, stuff_area, void_label)
     return torch.ops.panoptic_ops.get_panoptic_segmentation(
-        sem_seg, center_heatmap, offsets, int_list("thing_ids", thing_ids), int(label_divisor), int(stuff_area),
-        int(void_label), check_threshold("threshold", threshold), check_odd_kernel(nms_kernel), check_top_k(top_k),
-        foreground_mask,
+        sem_seg, center_heatmap, offsets, things, divisor, area, void, check_threshold("threshold", threshold),
+        check_odd_kernel(nms_kernel), check_top_k(top_k), foreground_mask,
     )  # fmt: skip
 
 

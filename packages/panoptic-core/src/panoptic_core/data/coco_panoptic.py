@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from panoptic_eval import PanopticEvalError
-from panoptic_eval.formats import read_id_png, read_json, resolve_in_folder
+from panoptic_eval.formats import open_image, read_id_png, read_json, resolve_in_folder
 
 from ..errors import DatasetError
 from .structures import Categories, PanopticTarget, Segment, lookup_segments, segment_moments
@@ -23,18 +23,42 @@ __all__ = ["CocoPanopticDataset", "read_image"]
 Transform = Callable[[torch.Tensor, PanopticTarget], tuple[torch.Tensor, PanopticTarget]]
 
 
-def read_image(path: str | os.PathLike, *, where: str = "") -> torch.Tensor:
-    """Read an image file as Tensor[3, H, W] uint8 (RGB); a clear error naming the file otherwise."""
+def read_image(
+    path: str | os.PathLike, *, where: str = "", expected_size: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Read an image file as Tensor[3, H, W] uint8 (RGB); a clear error naming the file otherwise.
+
+    ``expected_size`` (H, W), the size the JSON gives, lets an image above Pillow's
+    decompression-bomb limit be read (see :func:`panoptic_eval.formats.open_image`).
+    """
     label = f"{where}: " if where else ""
     try:
-        with Image.open(path) as img:
+        with open_image(path, expected_size=expected_size, where=where) as img:
             img.load()
             rgb = np.asarray(img.convert("RGB"))
+    except PanopticEvalError as exc:
+        raise DatasetError(str(exc)) from None
     except FileNotFoundError:
         raise DatasetError(f"{label}image {path}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"{label}image {path}: unreadable or corrupt ({exc})") from None
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
+
+
+def _is_int(value: Any) -> bool:
+    """An integer JSON value (not a bool, float or string: those are refused, never converted)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_flag(value: Any) -> bool:
+    """0, 1, False or True (not "0", which is truthy, nor 0.0)."""
+    return (isinstance(value, bool) or _is_int(value)) and value in (0, 1)
+
+
+def _image_id(value: Any, where: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise DatasetError(f"{where}: image id must be an integer or a string, got {value!r}")
+    return value
 
 
 class CocoPanopticDataset(Dataset):
@@ -82,18 +106,42 @@ class CocoPanopticDataset(Dataset):
         for key in ("annotations", "categories"):
             if not isinstance(data.get(key), list):
                 raise DatasetError(f"{where}: missing or malformed '{key}' list")
+        for n, cat in enumerate(data["categories"]):
+            # Categories converts; a JSON must hold integers (a float id would be truncated, "0" be a thing).
+            if isinstance(cat, Mapping) and not (_is_int(cat.get("id")) and _is_flag(cat.get("isthing", 0))):
+                raise DatasetError(
+                    f"{where}: categories[{n}] needs an integer id and isthing 0 or 1, got id {cat.get('id')!r}, "
+                    f"isthing {cat.get('isthing')!r}"
+                )
         try:
             self.categories = Categories.from_list(data["categories"])
         except DatasetError as exc:
             raise DatasetError(f"{where}: {exc}") from None
-        images = {}
+        images, self._sizes = {}, {}
+        if not isinstance(data.get("images", []), list):
+            raise DatasetError(f"{where}: 'images' must be a list")
         for n, img in enumerate(data.get("images") or []):
             if not isinstance(img, Mapping) or "id" not in img or "file_name" not in img:
                 raise DatasetError(f"{where}: images[{n}] needs 'id' and 'file_name'")
-            images[img["id"]] = img["file_name"]
+            image_id = _image_id(img["id"], f"{where}: images[{n}]")
+            if image_id in images:
+                raise DatasetError(f"{where}: images[{n}] repeats id {image_id!r}; each image needs its own id")
+            images[image_id] = img["file_name"]
+            h, w = img.get("height"), img.get("width")
+            if _is_int(h) and _is_int(w):
+                self._sizes[image_id] = (int(h), int(w))
         if image_subfolder is not None:
             images = {k: f"{image_subfolder(str(v))}/{v}" for k, v in images.items()}
         self._records = [self._parse_annotation(n, ann, images, where) for n, ann in enumerate(data["annotations"])]
+        first: dict[Any, int] = {}
+        for n, rec in enumerate(self._records):
+            image_id = rec["image_id"]
+            if image_id in first:
+                raise DatasetError(
+                    f"{where}: annotations[{n}] repeats image_id {image_id!r} of annotations[{first[image_id]}]; "
+                    "each image needs one annotation"
+                )
+            first[image_id] = n
 
     @classmethod
     def from_root(cls, root: str | os.PathLike, split: str, transforms: Transform | None = None) -> CocoPanopticDataset:
@@ -129,6 +177,7 @@ class CocoPanopticDataset(Dataset):
         for key in ("image_id", "file_name", "segments_info"):
             if key not in ann:
                 raise DatasetError(f"{where}: annotations[{n}] has no '{key}'")
+        _image_id(ann["image_id"], f"{where}: annotations[{n}]")
         label = f"{where}, image_id {ann['image_id']!r}"
         if not isinstance(ann["segments_info"], list):
             raise DatasetError(f"{label}: 'segments_info' is not a list")
@@ -136,18 +185,23 @@ class CocoPanopticDataset(Dataset):
         for k, seg in enumerate(ann["segments_info"]):
             if not isinstance(seg, Mapping) or "id" not in seg or "category_id" not in seg:
                 raise DatasetError(f"{label}: segments_info[{k}] needs 'id' and 'category_id'")
-            try:
-                seg_id, cat_id = int(seg["id"]), int(seg["category_id"])
-            except (TypeError, ValueError):
-                raise DatasetError(f"{label}: segments_info[{k}] has a non-integer id or category_id") from None
+            if not (_is_int(seg["id"]) and _is_int(seg["category_id"])):
+                raise DatasetError(
+                    f"{label}: segments_info[{k}] needs integer id and category_id, got {seg['id']!r} and "
+                    f"{seg['category_id']!r}"
+                )
+            seg_id, cat_id = int(seg["id"]), int(seg["category_id"])
             if not 0 < seg_id < 1 << 24:
                 raise DatasetError(f"{label}: segment id {seg_id} is outside [1, 2**24)")
             if seg_id in seen:
                 raise DatasetError(f"{label}: segment id {seg_id} is listed twice")
             if cat_id not in self.categories:
                 raise DatasetError(f"{label}: segment {seg_id} has unknown category_id {cat_id}")
+            crowd = seg.get("iscrowd", 0)
+            if not _is_flag(crowd):
+                raise DatasetError(f"{label}: segment {seg_id} iscrowd must be 0 or 1, got {crowd!r}")
             seen.add(seg_id)
-            segments.append((seg_id, cat_id, bool(seg.get("iscrowd", 0))))
+            segments.append((seg_id, cat_id, bool(crowd)))
         image_name = images.get(ann["image_id"]) or str(Path(str(ann["file_name"])).with_suffix(".jpg"))
         return {
             "image_id": ann["image_id"],
@@ -173,7 +227,7 @@ class CocoPanopticDataset(Dataset):
             img_path = resolve_in_folder(self.image_dir, rec["image"], where=label)
         except PanopticEvalError as exc:
             raise DatasetError(str(exc)) from None
-        image = read_image(img_path, where=label)
+        image = read_image(img_path, where=label, expected_size=self._sizes.get(rec["image_id"]))
         target = self.load_target(index)
         if tuple(image.shape[1:]) != tuple(target.ids.shape):
             png = self.panoptic_dir / str(rec["png"])
@@ -189,7 +243,9 @@ class CocoPanopticDataset(Dataset):
         label = rec["label"]
         try:
             png = resolve_in_folder(self.panoptic_dir, rec["png"], where=label)
-            ids_np = read_id_png(png, image_label=f"image_id {rec['image_id']!r}")
+            ids_np = read_id_png(
+                png, image_label=f"image_id {rec['image_id']!r}", expected_size=self._sizes.get(rec["image_id"])
+            )
         except PanopticEvalError as exc:
             raise DatasetError(str(exc)) from None
         ids = torch.from_numpy(ids_np.astype(np.int64))

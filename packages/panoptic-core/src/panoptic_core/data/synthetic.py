@@ -14,9 +14,12 @@ depend on how many others are written. A scene has:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,9 +60,21 @@ def synthetic_categories() -> list[dict[str, Any]]:
     return cats
 
 
+# Drawing a scene holds ~100 bytes per pixel (float32 fields, masks and the image), so one
+# image of MAX_PIXELS takes ~0.4 GB and about a second; MAX_IMAGES bounds the disk a dataset takes.
+MAX_SIDE = 4096
+MAX_PIXELS = 1 << 22
+MAX_IMAGES = 100_000
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Size of a synthetic dataset. The defaults train a small model on a CPU in minutes."""
+    """Size of a synthetic dataset. The defaults train a small model on a CPU in minutes.
+
+    Limits, checked before any work: each side in [16, ``MAX_SIDE`` = 4096], ``height * width``
+    at most ``MAX_PIXELS`` = 2**22 (e.g. 2048 x 2048), ``train + val`` at most ``MAX_IMAGES`` =
+    100 000.
+    """
 
     train: int = 64
     val: int = 16
@@ -68,12 +83,25 @@ class SyntheticConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("train", "val", "height", "width", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise DatasetError(f"synthetic dataset: {name} must be an integer, got {value!r}")
         if self.train < 0 or self.val < 0:
             raise DatasetError(f"synthetic dataset: image counts must be >= 0, got train={self.train} val={self.val}")
         if self.seed < 0:
             raise DatasetError(f"synthetic dataset: seed must be >= 0, got {self.seed}")
+        if self.train + self.val > MAX_IMAGES:
+            raise DatasetError(
+                f"synthetic dataset: at most {MAX_IMAGES} images (train + val), got {self.train} + {self.val}"
+            )
         if self.height < 16 or self.width < 16:
             raise DatasetError(f"synthetic dataset: size must be at least 16x16, got {self.height}x{self.width}")
+        if max(self.height, self.width) > MAX_SIDE or self.height * self.width > MAX_PIXELS:
+            raise DatasetError(
+                f"synthetic dataset: size {self.height}x{self.width} is above the limit (sides <= {MAX_SIDE}, "
+                f"height * width <= {MAX_PIXELS}, e.g. 2048x2048)"
+            )
 
 
 def _smooth_field(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
@@ -222,6 +250,20 @@ def _measure(ids: np.ndarray, info: list[dict]) -> list[dict]:
     return out
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Block SIGINT and SIGTERM (POSIX) inside the block; they are delivered after it."""
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def write_synthetic_dataset(
     out: str | os.PathLike, config: SyntheticConfig | None = None, *, overwrite: bool = False
 ) -> Path:
@@ -263,14 +305,15 @@ def write_synthetic_dataset(
                 images.append({"id": i, "file_name": f"{stem}.jpg", "height": config.height, "width": config.width})
                 annotations.append({"image_id": i, "file_name": f"{stem}.png", "segments_info": info})
             write_panoptic_json(tmp / "annotations" / f"panoptic_{split}.json", annotations, cats, images)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        with _signals_deferred():  # never stop between moving OUT aside and moving the new one in
+            if out.exists():
+                old = out.with_name(f".{out.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(out, old)
+                os.replace(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -31,6 +32,21 @@ __all__ = [
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def _int_arg(owner: str, name: str, value: object, low: int = 1) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < low:
+        raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _float_arg(owner: str, name: str, value: object, low: float = -math.inf, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{owner}: {name} must be a number, got {value!r}")
+    out = float(value)
+    if not (math.isfinite(out) and low <= out <= high):
+        raise ValueError(f"{owner}: {name} must be a finite number in [{low}, {high}], got {value!r}")
+    return out
 
 
 class Compose:
@@ -75,9 +91,15 @@ class ResizeShortestEdge:
     """
 
     def __init__(self, short_edge: int, scale_range: tuple[float, float] = (1.0, 1.0), max_size: int | None = None):
-        if short_edge <= 0 or scale_range[0] <= 0 or scale_range[0] > scale_range[1]:
-            raise ValueError(f"ResizeShortestEdge: bad short_edge={short_edge} / scale_range={scale_range}")
-        self.short_edge, self.scale_range, self.max_size = short_edge, tuple(scale_range), max_size
+        short_edge = _int_arg("ResizeShortestEdge", "short_edge", short_edge)
+        if len(scale_range) != 2:
+            raise ValueError(f"ResizeShortestEdge: scale_range must be (min, max), got {scale_range!r}")
+        lo, hi = (_float_arg("ResizeShortestEdge", "scale_range", v, low=0.0) for v in scale_range)
+        if lo <= 0 or lo > hi:
+            raise ValueError(f"ResizeShortestEdge: scale_range must satisfy 0 < min <= max, got {scale_range!r}")
+        if max_size is not None:
+            max_size = _int_arg("ResizeShortestEdge", "max_size", max_size)
+        self.short_edge, self.scale_range, self.max_size = short_edge, (lo, hi), max_size
 
     def output_size(self, height: int, width: int, scale: float) -> tuple[int, int]:
         target = self.short_edge * scale
@@ -103,7 +125,10 @@ class RandomCrop:
     """
 
     def __init__(self, size: tuple[int, int], fill: float = 0.0) -> None:
-        self.size, self.fill = (int(size[0]), int(size[1])), fill
+        if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
+            raise ValueError(f"RandomCrop: size must be (height, width), got {size!r}")
+        self.size = (_int_arg("RandomCrop", "height", size[0]), _int_arg("RandomCrop", "width", size[1]))
+        self.fill = _float_arg("RandomCrop", "fill", fill)
 
     def __call__(self, image, target):
         ch, cw = self.size
@@ -121,7 +146,7 @@ class RandomHorizontalFlip:
     """Mirror image and id map left-right with probability ``p``; boxes are mirrored, areas kept."""
 
     def __init__(self, p: float = 0.5) -> None:
-        self.p = p
+        self.p = _float_arg("RandomHorizontalFlip", "p", p, 0.0, 1.0)
 
     def __call__(self, image, target):
         if float(torch.rand(())) >= self.p:
@@ -135,7 +160,11 @@ class ColorJitter:
     """Random brightness, contrast and saturation (factors drawn from [1 - x, 1 + x]); labels untouched."""
 
     def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2) -> None:
-        self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
+        # Factors 1 +- x stay >= 0 for x <= 1.
+        self.brightness, self.contrast, self.saturation = (
+            _float_arg("ColorJitter", name, v, 0.0, 1.0)
+            for name, v in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation))
+        )
 
     @staticmethod
     def _factor(x: float) -> float:
@@ -158,6 +187,10 @@ class Normalize:
     """uint8 (or 0-255 float) image to float32 ``(x - mean) / std``, per channel."""
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+        mean = [_float_arg("Normalize", "mean", v) for v in mean]
+        std = [_float_arg("Normalize", "std", v) for v in std]
+        if len(mean) != len(std) or not mean or min(std) <= 0:
+            raise ValueError(f"Normalize: mean and std need one entry per channel and std > 0, got {mean} / {std}")
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
@@ -176,7 +209,8 @@ class PadToDivisible:
     """Pad bottom and right so both sides are multiples of ``divisor`` (image ``fill``, ids VOID)."""
 
     def __init__(self, divisor: int = 32, fill: float = 0.0) -> None:
-        self.divisor, self.fill = int(divisor), fill
+        self.divisor = _int_arg("PadToDivisible", "divisor", divisor)
+        self.fill = _float_arg("PadToDivisible", "fill", fill)
 
     def __call__(self, image, target):
         h, w = image.shape[-2:]

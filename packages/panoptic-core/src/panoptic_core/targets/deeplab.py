@@ -22,6 +22,19 @@ def deeplab_gaussian(sigma: float) -> np.ndarray:
     return np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * sigma**2))
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _check(value: Any, name: str, expected: str, ok: Any) -> None:
+    if not ok(value):
+        raise ValueError(f"PanopticDeepLabTargets: {name} must be {expected}, got {value!r}")
+
+
 class PanopticDeepLabTargets:
     """Targets of Panoptic-DeepLab (Cheng et al., CVPR 2020), as detectron2's
     ``PanopticDeepLabTargetGenerator`` computes them, element for element.
@@ -58,6 +71,13 @@ class PanopticDeepLabTargets:
         ignore_stuff_in_offset: bool = True,
         ignore_crowd_in_semantic: bool = False,
     ) -> None:
+        _check(sigma, "sigma", "a finite number > 0", lambda v: _is_number(v) and 0 < v < float("inf"))
+        _check(ignore_label, "ignore_label", "an integer", _is_int)
+        _check(small_instance_area, "small_instance_area", "an integer >= 0", lambda v: _is_int(v) and v >= 0)
+        _check(small_instance_weight, "small_instance_weight", "a finite number >= 0",
+               lambda v: _is_number(v) and 0 <= v < float("inf"))
+        _check(ignore_stuff_in_offset, "ignore_stuff_in_offset", "a bool", lambda v: isinstance(v, bool))
+        _check(ignore_crowd_in_semantic, "ignore_crowd_in_semantic", "a bool", lambda v: isinstance(v, bool))
         self.sigma = sigma
         self.ignore_label = ignore_label
         self.small_instance_area = small_instance_area
