@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 OPS_LIB := packages/panoptic-ops/src/panoptic_ops/_C.so
 CSRC := $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: demo demo-data test lint bench venv ops clean
+.PHONY: demo demo-data test lint bench venv ops clean dist dist-build
 
 venv: $(STAMP) $(OPS_LIB)
 
@@ -26,6 +26,23 @@ $(STAMP): requirements/dev.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 $(OPS_LIB): $(STAMP) $(CSRC) packages/panoptic-ops/hatch_build.py
 	$(PIP) install -q --no-build-isolation --no-deps -e packages/panoptic-ops
 	touch $@
+
+# Release artifacts (docs/releasing.md): sdist + wheel of each package into $(DIST). The pure
+# packages are built by `hatch build`; panoptic-ops' sdist too, and its wheel is then built from
+# that sdist alone, copied into an empty folder, against the installed torch (as users build it),
+# which proves the sdist is self-contained. Set PANOPTIC_OPS_CUDA=1 for a CUDA wheel.
+DIST ?= dist
+dist: $(STAMP)
+	$(MAKE) --no-print-directory dist-build
+
+dist-build:
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	set -e; for p in packages/panoptic-eval packages/panoptic-core packages/panoptic-models; do \
+		(cd $$p && $(abspath $(VENV))/bin/hatch build -t sdist -t wheel $(abspath $(DIST))); done
+	cd packages/panoptic-ops && $(abspath $(VENV))/bin/hatch build -t sdist $(abspath $(DIST))
+	set -e; tmp=$$(mktemp -d); cp $(DIST)/panoptic_ops-*.tar.gz $$tmp/; \
+		$(PIP) wheel -q --no-deps --no-build-isolation $$tmp/panoptic_ops-*.tar.gz -w $(DIST); rm -rf $$tmp
+	ls -l $(DIST)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

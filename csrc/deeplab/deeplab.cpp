@@ -15,17 +15,16 @@
 #include <numeric>
 
 #include "common/merge_plan.h"
+#include "deeplab/deeplab_checks.h"
+#include "deeplab/deeplab_math.h"
 
 namespace panoptic_ops {
 namespace {
 
 constexpr int64_t kGrain = 16;  // rows per parallel task
 
-// F.threshold(x, threshold, -1): values <= threshold (compared in the tensor's dtype) become -1.
-template <typename T>
-inline T thresholded(T value, T threshold) {
-  return value <= threshold ? T(-1) : value;
-}
+using deeplab_math::thresholded;
+using deeplab_math::window_ok;
 
 // Flat raster indices of the centers, detectron2's find_instance_center on one [H, W] map.
 template <typename T>
@@ -52,7 +51,6 @@ std::vector<int64_t> find_centers(const T* heatmap, int64_t height, int64_t widt
     }
     candidates += count;
   });
-  const auto window_ok = [](T m, T value) { return !std::isnan(m) && !(m > value); };
   // Keeps, row by row and in place, the candidates for which is_peak(y, x, value) holds.
   const auto keep_peaks = [&](auto is_peak) {
     at::parallel_for(0, height, kGrain, [&](int64_t begin, int64_t end) {
@@ -170,34 +168,15 @@ class CenterGrid {
 };
 
 // Index of the nearest of `count` centers, the i-th being center_at(i) (increasing indices):
-// detectron2's argmin(torch.norm(center - (coord + offset))) with the distance
-// sqrt(dy*dy + dx*dx) in T, every operation rounded; ties and NaN go to the first center.
+// deeplab_math::Nearest, shared with the CUDA kernel.
 template <typename T, typename CenterAt>
 inline int64_t nearest(const T* center_y, const T* center_x, int64_t count, CenterAt center_at, T loc_y, T loc_x) {
-  int64_t best = center_at(0);
-  T best_sq = T(0), best_dist = T(0);
+  deeplab_math::Nearest<T> search;
   for (int64_t i = 0; i < count; ++i) {
     const int64_t k = center_at(i);
-    const T dy = center_y[k] - loc_y;
-    const T dx = center_x[k] - loc_x;
-    const T dy2 = dy * dy;
-    const T dx2 = dx * dx;
-    const T sq = dy2 + dx2;
-    if (std::isnan(sq)) return i == 0 ? best : k;  // argmin returns the first NaN
-    if (i == 0) {
-      best_sq = sq;
-      best_dist = std::sqrt(sq);
-    } else if (sq < best_sq) {
-      // sqrt can round two different squares to one distance; then the first center wins.
-      const T dist = std::sqrt(sq);
-      best_sq = sq;
-      if (dist < best_dist) {
-        best_dist = dist;
-        best = k;
-      }
-    }
+    if (!search.offer(i, k, center_y[k] - loc_y, center_x[k] - loc_x)) break;
   }
-  return best;
+  return search.best;
 }
 
 // Writes the 1-based nearest-center id of every pixel where `mask` (may be null) is set, 0 elsewhere.
@@ -382,14 +361,6 @@ std::vector<int64_t> centers_of(const at::Tensor& heatmap, double threshold, int
   return flat;
 }
 
-void check_common(const at::Tensor& center_heatmap, int64_t nms_kernel, std::optional<int64_t> top_k) {
-  TORCH_CHECK(center_heatmap.dim() == 3 && center_heatmap.size(0) == 1,
-              "center_heatmap must have shape [1, H, W], got ", center_heatmap.sizes());
-  TORCH_CHECK(at::isFloatingType(center_heatmap.scalar_type()), "center_heatmap must be a floating tensor");
-  TORCH_CHECK(nms_kernel >= 1 && nms_kernel % 2 == 1, "nms_kernel must be a positive odd integer, got ", nms_kernel);
-  TORCH_CHECK(!top_k.has_value() || *top_k >= 1, "top_k must be None or >= 1, got ", top_k.value_or(0));
-}
-
 std::vector<uint8_t> thing_mask_from(const CompactIds& classes, const at::Tensor& sem,
                                      const std::optional<at::Tensor>& foreground, at::IntArrayRef thing_ids) {
   const int64_t n = sem.numel();
@@ -418,15 +389,12 @@ std::vector<uint8_t> thing_mask_from(const CompactIds& classes, const at::Tensor
 
 at::Tensor find_instance_center_cpu(const at::Tensor& center_heatmap, double threshold, int64_t nms_kernel,
                                     std::optional<int64_t> top_k) {
-  check_common(center_heatmap, nms_kernel, top_k);
+  deeplab_checks::check_centers(center_heatmap, nms_kernel, top_k);
   return centers_tensor(centers_of(center_heatmap, threshold, nms_kernel, top_k), center_heatmap.size(2));
 }
 
 at::Tensor group_pixels_cpu(const at::Tensor& center_points, const at::Tensor& offsets) {
-  TORCH_CHECK(offsets.dim() == 3 && offsets.size(0) == 2, "offsets must have shape [2, H, W], got ", offsets.sizes());
-  TORCH_CHECK(at::isFloatingType(offsets.scalar_type()), "offsets must be a floating tensor");
-  TORCH_CHECK(center_points.dim() == 2 && center_points.size(1) == 2 && center_points.scalar_type() == at::kLong,
-              "center_points must be an int64 tensor of shape [K, 2], got ", center_points.sizes());
+  deeplab_checks::check_group(center_points, offsets);
   const int64_t height = offsets.size(1), width = offsets.size(2);
   at::Tensor out = at::empty({1, height, width}, offsets.options().dtype(at::kLong));
   const at::Tensor centers = center_points.contiguous();
@@ -443,9 +411,7 @@ at::Tensor group_pixels_cpu(const at::Tensor& center_points, const at::Tensor& o
 at::Tensor merge_semantic_and_instance_cpu(const at::Tensor& sem_seg, const at::Tensor& ins_seg,
                                            const at::Tensor& semantic_thing_seg, int64_t label_divisor,
                                            at::IntArrayRef thing_ids, int64_t stuff_area, int64_t void_label) {
-  TORCH_CHECK(sem_seg.sizes() == ins_seg.sizes() && sem_seg.sizes() == semantic_thing_seg.sizes(),
-              "sem_seg, ins_seg and semantic_thing_seg must have one shape, got ", sem_seg.sizes(), ", ",
-              ins_seg.sizes(), " and ", semantic_thing_seg.sizes());
+  deeplab_checks::check_merge(sem_seg, ins_seg, semantic_thing_seg);
   const at::Tensor sem = sem_seg.to(at::kLong).contiguous();
   const at::Tensor ins = ins_seg.to(at::kLong).contiguous();
   const at::Tensor thing = semantic_thing_seg.contiguous();
@@ -469,13 +435,7 @@ std::tuple<at::Tensor, at::Tensor> get_panoptic_segmentation_cpu(
     const at::Tensor& sem_seg, const at::Tensor& center_heatmap, const at::Tensor& offsets, at::IntArrayRef thing_ids,
     int64_t label_divisor, int64_t stuff_area, int64_t void_label, double threshold, int64_t nms_kernel,
     std::optional<int64_t> top_k, const std::optional<at::Tensor>& foreground_mask) {
-  check_common(center_heatmap, nms_kernel, top_k);
-  TORCH_CHECK(sem_seg.dim() == 3 && sem_seg.size(0) == 1, "sem_seg must have shape [1, H, W], got ", sem_seg.sizes());
-  TORCH_CHECK(offsets.dim() == 3 && offsets.size(0) == 2 && offsets.size(1) == sem_seg.size(1) &&
-                  offsets.size(2) == sem_seg.size(2),
-              "offsets must have shape [2, H, W] matching sem_seg, got ", offsets.sizes());
-  TORCH_CHECK(center_heatmap.sizes().slice(1) == sem_seg.sizes().slice(1),
-              "center_heatmap must have shape [1, H, W] matching sem_seg, got ", center_heatmap.sizes());
+  deeplab_checks::check_panoptic(sem_seg, center_heatmap, offsets, nms_kernel, top_k, foreground_mask);
   const int64_t height = sem_seg.size(1), width = sem_seg.size(2), n = height * width;
   const at::Tensor sem = sem_seg.to(at::kLong).contiguous();
   const CompactIds classes(sem.data_ptr<int64_t>(), n, nullptr);

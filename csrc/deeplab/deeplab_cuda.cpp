@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "common/merge_plan.h"
+#include "deeplab/deeplab_checks.h"
 #include "deeplab/deeplab_launch.h"
 
 namespace panoptic_ops {
@@ -13,18 +14,8 @@ namespace {
 
 void* stream_of(const at::Tensor& t) { return at::accelerator::getCurrentStream(t.device().index()).native_handle(); }
 
-void check_float(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
-              " must be float32 or float64 on CUDA, got ", t.scalar_type());
-}
-
 at::Tensor centers_cuda(const at::Tensor& center_heatmap, double threshold, int64_t nms_kernel,
                         std::optional<int64_t> top_k) {
-  TORCH_CHECK(center_heatmap.dim() == 3 && center_heatmap.size(0) == 1,
-              "center_heatmap must have shape [1, H, W], got ", center_heatmap.sizes());
-  check_float(center_heatmap, "center_heatmap");
-  TORCH_CHECK(nms_kernel >= 1 && nms_kernel % 2 == 1, "nms_kernel must be a positive odd integer, got ", nms_kernel);
-  TORCH_CHECK(!top_k.has_value() || *top_k >= 1, "top_k must be None or >= 1");
   const at::Tensor hm = center_heatmap.contiguous();
   const int64_t height = hm.size(1), width = hm.size(2);
   at::Tensor peaks = at::empty_like(hm);
@@ -77,15 +68,13 @@ at::Tensor merge_cuda_flat(const at::Tensor& sem, const at::Tensor& ins, const a
 at::Tensor find_instance_center_cuda(const at::Tensor& center_heatmap, double threshold, int64_t nms_kernel,
                                      std::optional<int64_t> top_k) {
   const c10::DeviceGuard guard(center_heatmap.device());
+  deeplab_checks::check_centers(center_heatmap, nms_kernel, top_k);
   return centers_cuda(center_heatmap, threshold, nms_kernel, top_k);
 }
 
 at::Tensor group_pixels_cuda(const at::Tensor& center_points, const at::Tensor& offsets) {
   const c10::DeviceGuard guard(offsets.device());
-  TORCH_CHECK(offsets.dim() == 3 && offsets.size(0) == 2, "offsets must have shape [2, H, W], got ", offsets.sizes());
-  check_float(offsets, "offsets");
-  TORCH_CHECK(center_points.dim() == 2 && center_points.size(1) == 2 && center_points.scalar_type() == at::kLong,
-              "center_points must be an int64 tensor of shape [K, 2], got ", center_points.sizes());
+  deeplab_checks::check_group(center_points, offsets);
   const at::Tensor off = offsets.contiguous();
   const at::Tensor centers = center_points.to(off.device()).contiguous();
   const int64_t height = off.size(1), width = off.size(2);
@@ -100,8 +89,7 @@ at::Tensor merge_semantic_and_instance_cuda(const at::Tensor& sem_seg, const at:
                                             const at::Tensor& semantic_thing_seg, int64_t label_divisor,
                                             at::IntArrayRef thing_ids, int64_t stuff_area, int64_t void_label) {
   const c10::DeviceGuard guard(sem_seg.device());
-  TORCH_CHECK(sem_seg.sizes() == ins_seg.sizes() && sem_seg.sizes() == semantic_thing_seg.sizes(),
-              "sem_seg, ins_seg and semantic_thing_seg must have one shape");
+  deeplab_checks::check_merge(sem_seg, ins_seg, semantic_thing_seg);
   const at::Tensor sem = sem_seg.to(at::kLong).contiguous().flatten();
   const at::Tensor ins = ins_seg.to(at::kLong).contiguous().flatten();
   const at::Tensor is_thing = (ins > 0) & (semantic_thing_seg.flatten() > 0);
@@ -113,10 +101,7 @@ std::tuple<at::Tensor, at::Tensor> get_panoptic_segmentation_cuda(
     int64_t label_divisor, int64_t stuff_area, int64_t void_label, double threshold, int64_t nms_kernel,
     std::optional<int64_t> top_k, const std::optional<at::Tensor>& foreground_mask) {
   const c10::DeviceGuard guard(sem_seg.device());
-  TORCH_CHECK(sem_seg.dim() == 3 && sem_seg.size(0) == 1, "sem_seg must have shape [1, H, W], got ", sem_seg.sizes());
-  TORCH_CHECK(offsets.dim() == 3 && offsets.size(0) == 2 && offsets.sizes().slice(1) == sem_seg.sizes().slice(1),
-              "offsets must have shape [2, H, W] matching sem_seg, got ", offsets.sizes());
-  check_float(offsets, "offsets");
+  deeplab_checks::check_panoptic(sem_seg, center_heatmap, offsets, nms_kernel, top_k, foreground_mask);
   const int64_t height = sem_seg.size(1), width = sem_seg.size(2);
   const at::Tensor sem = sem_seg.to(at::kLong).contiguous().flatten();
   at::Tensor thing;

@@ -1,10 +1,11 @@
-// CUDA kernels of the Panoptic-DeepLab post-processing. Arithmetic mirrors the CPU kernels:
-// -fmad=false (set by the build) keeps every multiply and add separately rounded.
+// CUDA kernels of the Panoptic-DeepLab post-processing. The arithmetic shared with the CPU
+// kernels is in deeplab_math.h; -fmad=false (set by the build) keeps every operation rounded.
 #include <cuda_runtime.h>
 
 #include <cmath>
 
 #include "deeplab/deeplab_launch.h"
+#include "deeplab/deeplab_math.h"
 
 namespace panoptic_ops::cuda {
 namespace {
@@ -13,10 +14,7 @@ constexpr int kThreads = 256;
 
 inline unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
 
-template <typename T>
-__device__ inline T thresholded(T value, T threshold) {
-  return value <= threshold ? T(-1) : value;
-}
+using deeplab_math::thresholded;
 
 template <typename T>
 __global__ void center_peaks_kernel(const T* heatmap, T* peaks, int64_t height, int64_t width, T threshold,
@@ -29,7 +27,7 @@ __global__ void center_peaks_kernel(const T* heatmap, T* peaks, int64_t height, 
   for (int64_t j = max(int64_t(0), y - radius); j <= min(height - 1, y + radius) && peak; ++j)
     for (int64_t i = max(int64_t(0), x - radius); i <= min(width - 1, x + radius) && peak; ++i) {
       const T v = thresholded(heatmap[j * width + i], threshold);
-      peak = !isnan(v) && !(v > value);
+      peak = deeplab_math::window_ok(v, value);
     }
   peaks[p] = peak ? value : T(-1);
 }
@@ -46,34 +44,10 @@ __global__ void group_kernel(const int64_t* centers, int64_t num_centers, const 
   }
   const T loc_y = static_cast<T>(p / width) + offsets[p];
   const T loc_x = static_cast<T>(p % width) + offsets[plane + p];
-  int64_t best = 0;
-  T best_sq = T(0), best_dist = T(0);
-  for (int64_t k = 0; k < num_centers; ++k) {
-    const T dy = static_cast<T>(centers[2 * k]) - loc_y;
-    const T dx = static_cast<T>(centers[2 * k + 1]) - loc_x;
-    const T dy2 = dy * dy;
-    const T dx2 = dx * dx;
-    const T sq = dy2 + dx2;
-    if (k == 0) {
-      best_sq = sq;
-      best_dist = sqrt(sq);
-      if (isnan(sq)) break;
-      continue;
-    }
-    if (isnan(sq)) {
-      best = k;
-      break;
-    }
-    if (sq < best_sq) {
-      const T dist = sqrt(sq);
-      best_sq = sq;
-      if (dist < best_dist) {
-        best_dist = dist;
-        best = k;
-      }
-    }
-  }
-  out[p] = best + 1;
+  deeplab_math::Nearest<T> search;
+  for (int64_t k = 0; k < num_centers; ++k)
+    if (!search.offer(k, k, static_cast<T>(centers[2 * k]) - loc_y, static_cast<T>(centers[2 * k + 1]) - loc_x)) break;
+  out[p] = search.best + 1;
 }
 
 __global__ void votes_kernel(const int64_t* class_index, const int64_t* instance_index, const int64_t* ins, int64_t n,

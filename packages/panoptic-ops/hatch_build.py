@@ -1,8 +1,10 @@
 """Hatchling build hook that compiles panoptic-ops' C++/CUDA library with ninja.
 
 The library (``_C.so``) holds ``TORCH_LIBRARY`` registrations only (no Python module), so it is
-loaded with ``torch.ops.load_library``. Sources live in the repository's ``csrc/`` folder
-(override with ``PANOPTIC_OPS_CSRC``). CUDA kernels are built when ``PANOPTIC_OPS_CUDA`` is ``1``,
+loaded with ``torch.ops.load_library``. Sources live in the repository's ``csrc/`` folder, which
+the sdist carries as ``csrc/`` next to this file (override with ``PANOPTIC_OPS_CSRC``).
+The library is compiled against the torch already installed, so builds run without isolation.
+CUDA kernels are built when ``PANOPTIC_OPS_CUDA`` is ``1``,
 skipped when it is ``0``, and otherwise built when torch is a CUDA build and nvcc is found.
 
 The same functions are used by ``python hatch_build.py --check-cuda OUT`` (called by ``make test``),
@@ -25,14 +27,14 @@ CUDA_ARCHS = ("80", "90")  # plus PTX of the newest, so newer GPUs JIT-compile i
 
 def find_csrc() -> Path:
     override = os.environ.get("PANOPTIC_OPS_CSRC")
-    candidates = [Path(override)] if override else [PACKAGE_ROOT.parent.parent / "csrc", PACKAGE_ROOT / "csrc"]
+    candidates = [Path(override)] if override else [PACKAGE_ROOT / "csrc", PACKAGE_ROOT.parent.parent / "csrc"]
     for candidate in candidates:
         if (candidate / "deeplab").is_dir():
             return candidate.resolve()
     raise RuntimeError(
         "panoptic-ops: C++ sources not found (looked in "
         + ", ".join(str(c) for c in candidates)
-        + "). Build from a checkout of the repository or set PANOPTIC_OPS_CSRC."
+        + "). Build from the sdist or a checkout of the repository, or set PANOPTIC_OPS_CSRC."
     )
 
 
@@ -68,6 +70,24 @@ def cuda_home_for(nvcc: str) -> Path:
     raise RuntimeError(f"panoptic-ops: no CUDA runtime (lib64/libcudart.so) found for {nvcc}; set CUDA_HOME")
 
 
+TORCH_MISSING = (
+    "panoptic-ops: torch is not importable in the build environment. The compiled library is bound to the\n"
+    "torch it is built against, so install torch first and build without isolation:\n"
+    "    pip install torch --index-url https://download.pytorch.org/whl/cpu     (CPU; or the CUDA index of your GPU)\n"
+    "    pip install --no-build-isolation panoptic-ops\n"
+    "(pip's default build isolation, and `hatch build` of the wheel, hide the installed torch.)"
+)
+
+
+def import_torch():
+    """torch, or a RuntimeError saying how to build when the build environment lacks it."""
+    try:
+        import torch
+    except ImportError as error:
+        raise RuntimeError(TORCH_MISSING) from error
+    return torch
+
+
 def want_cuda() -> bool:
     setting = os.environ.get("PANOPTIC_OPS_CUDA", "auto").strip().lower()
     if setting in ("1", "true", "yes", "on"):
@@ -76,8 +96,7 @@ def want_cuda() -> bool:
         return True
     if setting in ("0", "false", "no", "off"):
         return False
-    import torch
-
+    torch = import_torch()
     return torch.version.cuda is not None and find_nvcc() is not None
 
 
@@ -88,7 +107,7 @@ def sources(csrc: Path, with_cuda: bool) -> tuple[list[Path], list[Path]]:
 
 
 def write_ninja(build_dir: Path, csrc: Path, with_cuda: bool, output: Path) -> Path:
-    import torch
+    torch = import_torch()
     from torch.utils import cpp_extension
 
     build_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 and a missing library gives an error that says how to build it."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,13 +49,25 @@ def test_every_cuda_kernel_compiles_and_registers():
     assert result.returncode == 0, result.stderr
 
 
-def test_missing_library_error_says_how_to_build(tmp_path):
+def test_import_needs_no_library_and_a_call_says_how_to_build(tmp_path):
+    """Without _C.so: panoptic_ops, its constants and reference, and panoptic_core's targets and
+    losses import; a compiled op raises the error naming the build command (torchvision's
+    ``_assert_has_ops``)."""
     copy = tmp_path / "panoptic_ops"
     shutil.copytree(Path(panoptic_ops.__file__).parent, copy, ignore=shutil.ignore_patterns("_C.so", "__pycache__"))
-    result = run_python("import panoptic_ops", PYTHONPATH=str(tmp_path))
-    assert result.returncode != 0
-    assert "ImportError" in result.stderr
-    assert "pip install --no-build-isolation -e packages/panoptic-ops" in result.stderr
+    code = (
+        "import torch, panoptic_ops, panoptic_ops.reference, panoptic_core.targets, panoptic_core.losses\n"
+        f"assert panoptic_ops.__file__.startswith({str(tmp_path)!r}), panoptic_ops.__file__\n"
+        "assert panoptic_ops.UNBOXED[0] == float('-inf') and not panoptic_ops._library.has_ops()\n"
+        "try:\n"
+        "    panoptic_ops.nms(torch.zeros(1, 4), torch.ones(1), 0.5)\n"
+        "except RuntimeError as error:\n"
+        "    print(error)\n"
+    )
+    result = run_python(code, PYTHONPATH=str(tmp_path), PANOPTIC_OPS_JIT="0")
+    assert result.returncode == 0, result.stderr
+    assert "the compiled library (_C.so) is missing" in result.stdout
+    assert "pip install --no-build-isolation -e packages/panoptic-ops" in result.stdout
 
 
 def test_wheel_carries_the_library(tmp_path):
@@ -89,3 +102,41 @@ def test_wheel_carries_the_library(tmp_path):
     )
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == "[0]"
+
+
+def test_build_without_torch_says_what_to_do():
+    code = (
+        f"import sys; sys.modules['torch'] = None; sys.path.insert(0, {str(PACKAGE)!r}); import hatch_build\n"
+        "try:\n"
+        "    hatch_build.want_cuda()\n"
+        "except RuntimeError as error:\n"
+        "    print(error)\n"
+    )
+    result = run_python(code, PANOPTIC_OPS_CUDA="auto")
+    assert result.returncode == 0, result.stderr
+    assert "torch is not importable in the build environment" in result.stdout
+    assert "pip install --no-build-isolation panoptic-ops" in result.stdout
+
+
+def test_direct_op_calls_get_the_shared_checks(device):
+    """torch.ops callers skip the Python checks; csrc/deeplab/deeplab_checks.h gives the CPU and
+    CUDA glue one message per condition."""
+    import torch
+
+    ops = torch.ops.panoptic_ops
+    sem = torch.zeros(1, 4, 5, dtype=torch.int64, device=device)
+    heat = torch.zeros(1, 4, 5, device=device)
+    off = torch.zeros(2, 4, 5, device=device)
+    cases = [
+        (lambda: ops.find_instance_center(heat.half(), 0.1, 3, None), "center_heatmap must be float32 or float64"),
+        (lambda: ops.find_instance_center(heat, 0.1, 4, None), "nms_kernel must be a positive odd integer, got 4"),
+        (lambda: ops.group_pixels(torch.zeros(1, 3, dtype=torch.int64, device=device), off), "center_points must be"),
+        (lambda: ops.merge_semantic_and_instance(sem, sem[..., :4], sem, 1000, [], 0, 0), "must have one shape"),
+        (lambda: ops.get_panoptic_segmentation(sem, heat[..., :4], off, [], 1000, 0, 0, 0.1, 3, None, None),
+         "center_heatmap must have shape [1, H, W] matching sem_seg"),
+        (lambda: ops.get_panoptic_segmentation(sem, heat, off, [], 1000, 0, 0, 0.1, 3, None, sem[..., :4]),
+         "foreground_mask must have the H * W = 20 pixels of sem_seg"),
+    ]  # fmt: skip
+    for call, message in cases:
+        with pytest.raises(RuntimeError, match=re.escape(message)):
+            call()

@@ -242,12 +242,12 @@ def test_hypothesis_matches_reference(h, w, seed, levels, nms_kernel, top_k, thr
     assert_panoptic_equal("cpu", sem, hm, offsets, {1, 2}, 100, 2, -1, threshold, nms_kernel, top_k)
 
 
-def test_batched_equals_per_image(device):
+def test_per_image_equals_separate_calls(device):
     scenes = [deeplab_scene(40, 64, k, seed=k) for k in (0, 3, 9)]
     sem = torch.cat([s[0] for s in scenes]).to(device)
     hm = torch.stack([s[1] for s in scenes]).to(device)
     off = torch.stack([s[2] for s in scenes]).to(device)
-    pan, centers = panoptic_ops.get_panoptic_segmentation_batched(sem, hm, off, THINGS, 1000, 16, 0)
+    pan, centers = panoptic_ops.get_panoptic_segmentation_per_image(sem, hm, off, THINGS, 1000, 16, 0)
     for b, (s, h, o) in enumerate(scenes):
         want_pan, want_ctr = ref.get_panoptic_segmentation(s, h, o, THINGS, 1000, 16, 0)
         assert torch.equal(pan[b].cpu(), want_pan[0]) and torch.equal(centers[b].cpu(), want_ctr[0])

@@ -3,23 +3,25 @@
 Every op is registered as ``torch.ops.panoptic_ops.<name>`` (works under
 ``torch.compile(fullgraph=True)``); the functions here validate arguments and call them.
 ``panoptic_ops.reference`` holds a readable pure-torch implementation of each op.
+Importing the package never needs the compiled library; calling an op without it raises an
+error naming the command that builds it.
 """
 
+from panoptic_ops import _library
 from panoptic_ops.__about__ import __version__
-from panoptic_ops._library import load as _load
+from panoptic_ops.box_similarity import UNBOXED, box_filtered_assign, box_filtered_similarity, box_mask
 
-_load()
-
-from panoptic_ops import _registrations  # noqa: E402,F401  (fake kernels and autograd)
-from panoptic_ops.deeplab import (  # noqa: E402
+if _library.load():
+    from panoptic_ops import _registrations  # noqa: F401  (fake kernels and autograd of the registered ops)
+from panoptic_ops.deeplab import (
     find_instance_center,
     get_panoptic_segmentation,
-    get_panoptic_segmentation_batched,
+    get_panoptic_segmentation_per_image,
     group_pixels,
     merge_semantic_and_instance,
 )
-from panoptic_ops.nms import batched_nms, kernel_fusion, matrix_nms, nms  # noqa: E402
-from panoptic_ops.similarity import UNBOXED, box_filtered_assign, box_filtered_similarity, box_mask  # noqa: E402
+from panoptic_ops.fusion import kernel_fusion, matrix_nms
+from panoptic_ops.nms import batched_nms, nms
 
 __all__ = [
     "UNBOXED",
@@ -30,7 +32,7 @@ __all__ = [
     "box_mask",
     "find_instance_center",
     "get_panoptic_segmentation",
-    "get_panoptic_segmentation_batched",
+    "get_panoptic_segmentation_per_image",
     "group_pixels",
     "kernel_fusion",
     "matrix_nms",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from panoptic_ops.similarity import box_mask
+from panoptic_ops.box_similarity import box_mask
 
 _LIB = "panoptic_ops"
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 
 import torch
 
+from panoptic_ops._library import assert_has_ops
 from panoptic_ops._validation import (
     FLOAT_TYPES,
     INT_TYPES,
@@ -40,7 +41,7 @@ from panoptic_ops._validation import (
 __all__ = [
     "find_instance_center",
     "get_panoptic_segmentation",
-    "get_panoptic_segmentation_batched",
+    "get_panoptic_segmentation_per_image",
     "group_pixels",
     "merge_semantic_and_instance",
 ]
@@ -91,6 +92,7 @@ def find_instance_center(
     Returns:
         Tensor[K, 2] int64: (y, x) of each center in raster order.
     """
+    assert_has_ops()
     check_tensor("center_heatmap", center_heatmap, shape=(1, None, None), dtypes=FLOAT_TYPES)
     return torch.ops.panoptic_ops.find_instance_center(
         center_heatmap, check_threshold("threshold", threshold), check_odd_kernel(nms_kernel), check_top_k(top_k)
@@ -107,6 +109,7 @@ def group_pixels(center_points: torch.Tensor, offsets: torch.Tensor) -> torch.Te
     Returns:
         Tensor[1, H, W] int64 with values in [1, K] (all 0 when K = 0).
     """
+    assert_has_ops()
     check_tensor("center_points", center_points, shape=(None, 2), dtypes=(torch.int64,))
     check_tensor("offsets", offsets, shape=(2, None, None), dtypes=FLOAT_TYPES)
     check_same_device(center_points=center_points, offsets=offsets)
@@ -136,6 +139,7 @@ def merge_semantic_and_instance(
     Returns:
         Tensor[1, H, W] int64 panoptic ids.
     """
+    assert_has_ops()
     check_tensor("sem_seg", sem_seg, shape=(1, None, None), dtypes=INT_TYPES)
     check_tensor("ins_seg", ins_seg, shape=tuple(sem_seg.shape), dtypes=INT_TYPES)
     check_tensor("semantic_thing_seg", semantic_thing_seg, shape=tuple(sem_seg.shape), dtypes=_MASK_TYPES)
@@ -180,6 +184,7 @@ def get_panoptic_segmentation(
     Returns:
         (panoptic Tensor[1, H, W] int64, centers Tensor[1, K, 2] int64).
     """
+    assert_has_ops()
     check_tensor("sem_seg", sem_seg, shape=(1, None, None), dtypes=INT_TYPES)
     size = tuple(sem_seg.shape[1:])
     check_tensor("center_heatmap", center_heatmap, shape=(1, *size), dtypes=FLOAT_TYPES)
@@ -194,7 +199,7 @@ def get_panoptic_segmentation(
     )  # fmt: skip
 
 
-def get_panoptic_segmentation_batched(
+def get_panoptic_segmentation_per_image(
     sem_seg: torch.Tensor,
     center_heatmap: torch.Tensor,
     offsets: torch.Tensor,
@@ -207,7 +212,9 @@ def get_panoptic_segmentation_batched(
     top_k: int | None = 200,
     foreground_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """:func:`get_panoptic_segmentation` over a batch, image by image.
+    """:func:`get_panoptic_segmentation` applied to each image of a batch: one op call per image
+    (not a batched kernel; the images' center counts differ, and each call is already parallel
+    over pixels), for callers holding ``[B, ...]`` head outputs.
 
     Args:
         sem_seg (Tensor[B, H, W]): integer semantic labels.
@@ -218,6 +225,7 @@ def get_panoptic_segmentation_batched(
     Returns:
         (panoptic Tensor[B, H, W] int64, list of B centers Tensor[K_b, 2] int64).
     """
+    assert_has_ops()
     check_tensor("sem_seg", sem_seg, dims=3, dtypes=INT_TYPES)
     batch, height, width = sem_seg.shape
     check_tensor("center_heatmap", center_heatmap, shape=(batch, 1, height, width), dtypes=FLOAT_TYPES)

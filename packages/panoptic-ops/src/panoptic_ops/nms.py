@@ -1,12 +1,13 @@
-"""Box NMS with torchvision's semantics, per-class NMS, Matrix NMS and Panoptic FCN kernel fusion."""
+"""Box NMS with torchvision's semantics and per-class (batched) NMS (``csrc/nms/``)."""
 
 from __future__ import annotations
 
 import torch
 
+from panoptic_ops._library import assert_has_ops
 from panoptic_ops._validation import FLOAT_TYPES, INT_TYPES, check_same_device, check_tensor, check_threshold
 
-__all__ = ["batched_nms", "kernel_fusion", "matrix_nms", "nms"]
+__all__ = ["batched_nms", "nms"]
 
 _BOX_TYPES_CUDA = (*FLOAT_TYPES, torch.float16, torch.bfloat16)
 
@@ -36,6 +37,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     Returns:
         Tensor[K] int64: indices of the kept boxes in decreasing score order.
     """
+    assert_has_ops()
     _check_boxes(boxes, scores)
     check_same_device(boxes=boxes, scores=scores)
     return torch.ops.panoptic_ops.nms(boxes, scores, check_threshold("iou_threshold", iou_threshold))
@@ -57,82 +59,8 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
     Returns:
         Tensor[K] int64 indices of the kept boxes in decreasing score order.
     """
+    assert_has_ops()
     _check_boxes(boxes, scores)
     check_tensor("idxs", idxs, shape=(boxes.shape[0],), dtypes=INT_TYPES)
     check_same_device(boxes=boxes, scores=scores, idxs=idxs)
     return torch.ops.panoptic_ops.batched_nms(boxes, scores, idxs, check_threshold("iou_threshold", iou_threshold))
-
-
-def matrix_nms(
-    masks: torch.Tensor,
-    labels: torch.Tensor,
-    scores: torch.Tensor,
-    kernel: str = "gaussian",
-    sigma: float = 2.0,
-    filter_thr: float = -1.0,
-    nms_pre: int = -1,
-    max_num: int = -1,
-    mask_area: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Matrix NMS of SOLOv2, mmdetection's ``mask_matrix_nms`` op for op.
-
-    Scores are sorted (stably, so equal scores keep index order; mmdetection's sort is not
-    stable), the top ``nms_pre`` kept, each score decayed by its IoU with higher-scored masks of
-    the same label (``gaussian``: exp(-sigma * iou^2) / exp(-sigma * comp^2); ``linear``:
-    (1 - iou) / (1 - comp), comp being the decaying mask's own largest IoU), scores below
-    ``filter_thr`` dropped (when > 0), and the top ``max_num`` returned.
-
-    Args:
-        masks (Tensor[N, H, W]): binary masks (bool, integer or float 0/1).
-        labels (Tensor[N]): integer labels.
-        scores (Tensor[N]): mask scores.
-        mask_area (Tensor[N], optional): precomputed areas (default: sum of each mask).
-
-    Returns:
-        (scores Tensor[K], labels Tensor[K], masks Tensor[K, H, W], keep_inds Tensor[K] int64),
-        sorted by decayed score; keep_inds index the inputs.
-    """
-    check_tensor("masks", masks, dims=3)
-    check_tensor("labels", labels, shape=(masks.shape[0],), dtypes=INT_TYPES)
-    check_tensor("scores", scores, shape=(masks.shape[0],), dtypes=(torch.float32, torch.float64))
-    if kernel not in ("gaussian", "linear"):
-        raise ValueError(f"kernel must be 'gaussian' or 'linear', got {kernel!r}")
-    if mask_area is not None:
-        check_tensor("mask_area", mask_area, shape=(masks.shape[0],))
-    check_same_device(masks=masks, labels=labels, scores=scores, mask_area=mask_area)
-    out_scores, out_labels, keep = torch.ops.panoptic_ops.matrix_nms(
-        masks, labels, scores, kernel, float(sigma), float(filter_thr), int(nms_pre), int(max_num), mask_area
-    )
-    return out_scores, out_labels, masks[keep], keep
-
-
-def kernel_fusion(
-    kernels: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, threshold: float = 0.9
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Panoptic FCN's class-aware kernel fusion (``thing_kernel_fusion``) as one op.
-
-    Kernels are ordered by score (stable, descending). Two kernels are similar when their cosine
-    similarity (norms clamped at 1e-8) is ``>= threshold`` and their labels are equal. With
-    ``same`` the upper-triangular similarity relation, a kernel is kept when the running column
-    sum of ``same`` on its diagonal is < 2 (no earlier kernel claimed it); each kept kernel
-    becomes the equal-weight average of the kernels it is the first to claim.
-
-    Edge case: a kernel not similar to itself (an all-zero kernel, whose cosine similarity is 0,
-    or any kernel when threshold > 1) claims nothing, which makes Panoptic FCN's average 0/0 =
-    NaN; here it keeps its own kernel unchanged.
-
-    Args:
-        kernels (Tensor[N, D]): generated kernels (one per thing candidate).
-        scores (Tensor[N]): candidate scores.
-        labels (Tensor[N]): integer categories.
-        threshold: cosine-similarity threshold (Panoptic FCN: 0.9).
-
-    Returns:
-        (kernels Tensor[M, D], scores Tensor[M], labels Tensor[M], keep Tensor[M] int64), in
-        decreasing score order; keep indexes the inputs.
-    """
-    check_tensor("kernels", kernels, dims=2, dtypes=(torch.float32, torch.float64))
-    check_tensor("scores", scores, shape=(kernels.shape[0],))
-    check_tensor("labels", labels, shape=(kernels.shape[0],), dtypes=INT_TYPES)
-    check_same_device(kernels=kernels, scores=scores, labels=labels)
-    return torch.ops.panoptic_ops.kernel_fusion(kernels, scores, labels, check_threshold("threshold", threshold))

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from panoptic_ops.similarity import box_mask
+from panoptic_ops.box_similarity import box_mask
 
 # ---------------------------------------------------------------------------------------------
 # Panoptic-DeepLab (detectron2 projects/Panoptic-DeepLab/panoptic_deeplab/post_processing.py)

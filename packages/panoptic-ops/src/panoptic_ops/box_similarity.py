@@ -1,4 +1,4 @@
-"""CIAE box-filtered similarity between pixel embeddings and query embeddings.
+"""CIAE box-filtered similarity between pixel embeddings and query embeddings (``csrc/box_similarity/``).
 
 Coordinates: pixel (y, x) of an embedding map with stride ``s`` stands for the image point
 ``((x + 0.5) * s, (y + 0.5) * s)`` (the center of its s x s footprint). It is inside the box
@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from panoptic_ops._library import assert_has_ops
 from panoptic_ops._validation import check_same_device, check_tensor
 
 __all__ = ["UNBOXED", "box_filtered_assign", "box_filtered_similarity", "box_mask"]
@@ -60,6 +61,7 @@ def box_filtered_similarity(
     Returns:
         Tensor[B, N, H, W] in the embeddings' dtype (float32 for half inputs).
     """
+    assert_has_ops()
     e, q, b = _prepare(embeddings, queries, boxes, stride)
     return torch.ops.panoptic_ops.box_filtered_similarity(e, q, b, stride)
 
@@ -80,6 +82,7 @@ def box_filtered_assign(
     Returns:
         (ids Tensor[B, H, W] int64 query index, scores Tensor[B, H, W] its similarity).
     """
+    assert_has_ops()
     e, q, b = _prepare(embeddings, queries, boxes, stride)
     if q.shape[1] == 0 and e.shape[2] * e.shape[3] > 0:
         raise ValueError("box_filtered_assign needs at least one query: queries has shape [B, 0, D]")
