@@ -299,6 +299,7 @@ def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> E
                     free_form=("model.backbone.options", "data.synthetic"))  # fmt: skip
     if any(o.startswith("method=") for o in overrides):
         raise ConfigError("method cannot be overridden; use another --config")
+    _follow_schedule(tree, model, overrides)
     model_config = _method_config(method, None, tree["model"], where="model")
     sections = {}
     for name, cls in _SECTIONS.items():
@@ -309,6 +310,16 @@ def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> E
     config = ExperimentConfig(method=method, model=model_config, **sections)
     _check(config)
     return config
+
+
+def _follow_schedule(tree: dict[str, Any], model_section: Mapping[str, Any], overrides: Sequence[str]) -> None:
+    """A method config's ``total_steps`` (e.g. CIAE's memory momentum T, eq. 13) follows
+    ``solver.max_iter`` unless the YAML's ``model:`` section or an override sets it."""
+    if "total_steps" not in tree["model"] or "total_steps" in model_section:
+        return
+    if any(o.split("=", 1)[0].strip() == "model.total_steps" for o in overrides):
+        return
+    tree["model"]["total_steps"] = tree["solver"]["max_iter"]
 
 
 def _check(config: ExperimentConfig) -> None:

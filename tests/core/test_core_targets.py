@@ -88,7 +88,7 @@ def test_einet_adds_class_heatmaps_and_segment_map():
     ids[10:30, 10:30] = 4  # disc class, centroid (19.5, 19.5)
     ids[40:60, 60:90] = 5  # ring class
     target = _target(ids, {9: 95, 4: 1, 5: 5})
-    out = EINetTargets(CATS)(target)
+    out = EINetTargets(CATS, stride=1)(target)
     heat = out["class_center"]
     assert heat.shape == (4, 64, 96)
     assert heat[0, 19, 19] == 1 and heat[3, 49, 74] == 1  # thing indices 0 (disc) and 3 (ring)
@@ -99,7 +99,6 @@ def test_einet_adds_class_heatmaps_and_segment_map():
     assert [int(seg[0, 0]), int(seg[20, 20]), int(seg[50, 70])] == [2, 0, 1]  # segments sorted by id 4, 5, 9
     assert out["segment_classes"].tolist() == [CATS.class_index(1), CATS.class_index(5), CATS.class_index(95)]
     assert out["segment_isthing"].tolist() == [True, True, False]
-    assert torch.equal(out["center"], PanopticDeepLabTargets()(target)["center"])
     down = EINetTargets(CATS, stride=4)(target)
     assert down["class_center"].shape == (4, 16, 24) and down["segment_map"].shape == (16, 24)
 
@@ -136,7 +135,7 @@ def test_ciae_positives_inside_masks_and_levels():
         assert ((labels == 4) | (labels == -1) | pos).all()  # background is num_things = 4
         assert (out["centerness"][level][~pos] == 0).all()
     assert n_pos > 0
-    assert out["location_classes"][0][0, 0] == -1  # location (4, 4) is in the crowd region
+    assert out["location_classes"][0][0, 0] == 4  # location (4, 4) is in the crowd region: a negative (FCOS)
     assert out["location_classes"][0][7, 7] == 4  # ring hole at (60, 60): background
     # embedding maps (stride 1): stuff index, merged thing category, instance numbering
     seg, cat = out["segment_map"], out["category_map"]
@@ -207,13 +206,13 @@ def test_solov2_grid_cells():
     ids[100:160, 200:260] = 4  # 60x60: sqrt area 60 in levels 0 (1-96) and 1 (48-192)
     gen = SOLOv2Targets(CATS)
     out = gen(_target(ids, {9: 92, 4: 3}))
-    cat0, own0 = out["location_classes"][0], out["location_instance"][0]
+    cat0, pairs0 = out["location_classes"][0], out["location_pairs"][0]
     # center (129.5, 229.5) on a 40-grid of 8 px cells: cell (16, 28); the 0.2-scaled box
     # (half 6 px) spans cells 15..16 x 27..29
     cells = torch.nonzero(cat0 != 4).tolist()
     assert cells == [[y, x] for y in (15, 16) for x in (27, 28, 29)]
     assert (cat0[cat0 != 4] == 2).all()
-    assert own0.reshape(40, 40)[16, 28] == 0 and (own0 >= 0).sum() == 6
+    assert pairs0.tolist() == [[y * 40 + x, 0] for y in (15, 16) for x in (27, 28, 29)]
     assert (out["location_classes"][2] == 4).all()  # 96-384 range: not assigned
     assert out["instance_masks"].shape == (1, 80, 80)
     assert out["instance_masks"][0].sum() == 15 * 15

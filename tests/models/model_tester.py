@@ -128,7 +128,7 @@ class ModelTester:
         two_channels = batch.apply(lambda t: t[:, :2] if t.dim() == 4 else t)
         with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
             model(two_channels)
-        tiny = batch.apply(lambda t: t[..., :7, :7])
+        tiny = batch.apply(lambda t: t[..., :7, :7] if t.dim() >= 2 else t)
         with pytest.raises(ValueError, match="smaller than the network's stride"):
             model(tiny)
         raw = batch.apply(lambda t: t.to(torch.uint8) if t.dim() == 4 else t)

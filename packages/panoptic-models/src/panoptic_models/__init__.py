@@ -9,15 +9,32 @@ Subpackages:
 
 from .__about__ import __version__
 from .build import METHODS, build_model
-from .config import BackboneConfig, PanopticDeepLabConfig, from_dict, to_dict
-from .meta_arch import PanopticDeepLab, PanopticModel
+from .config import (
+    BackboneConfig,
+    CIAEConfig,
+    EfficientPSConfig,
+    EINetConfig,
+    PanopticDeepLabConfig,
+    PanopticFCNConfig,
+    from_dict,
+    to_dict,
+)
+from .meta_arch import CIAE, EfficientPS, EINet, PanopticDeepLab, PanopticFCN, PanopticModel
 from .structures import PanopticResult
 
 __all__ = [
+    "CIAE",
     "METHODS",
     "BackboneConfig",
+    "CIAEConfig",
+    "EINet",
+    "EINetConfig",
+    "EfficientPS",
+    "EfficientPSConfig",
     "PanopticDeepLab",
     "PanopticDeepLabConfig",
+    "PanopticFCN",
+    "PanopticFCNConfig",
     "PanopticModel",
     "PanopticResult",
     "__version__",

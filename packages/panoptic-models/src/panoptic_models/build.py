@@ -7,14 +7,18 @@ from typing import Any
 
 from panoptic_core.data import Categories
 
-from .config import PanopticDeepLabConfig
-from .meta_arch import PanopticDeepLab, PanopticModel
+from .config import CIAEConfig, EfficientPSConfig, EINetConfig, PanopticDeepLabConfig, PanopticFCNConfig
+from .meta_arch import CIAE, EfficientPS, EINet, PanopticDeepLab, PanopticFCN, PanopticModel
 
 __all__ = ["CONFIGS", "METHODS", "build_model"]
 
 # method name -> (config class, model class)
 METHODS: dict[str, tuple[type, type[PanopticModel]]] = {
     "panoptic_deeplab": (PanopticDeepLabConfig, PanopticDeepLab),
+    "ciae": (CIAEConfig, CIAE),
+    "panoptic_fcn": (PanopticFCNConfig, PanopticFCN),
+    "efficientps": (EfficientPSConfig, EfficientPS),
+    "einet": (EINetConfig, EINet),
 }
 CONFIGS = {name: pair[0] for name, pair in METHODS.items()}
 

@@ -1,6 +1,7 @@
 """Losses of the five methods: pure functions (formula and source in each docstring) and modules."""
 
 from .ciae import CategoryMemory, CIAELoss, ciae_loss, memory_momentum, segment_sums, triplet_log_loss
+from .einet import centernet_focal_loss, centroid_alignment_loss, centroid_contrast_loss, dictionary_triplet_loss
 from .functional import (
     bootstrapped_cross_entropy,
     centerness_loss,
@@ -36,8 +37,12 @@ __all__ = [
     "WeightedMSELoss",
     "bootstrapped_cross_entropy",
     "centerness_loss",
+    "centernet_focal_loss",
+    "centroid_alignment_loss",
+    "centroid_contrast_loss",
     "ciae_loss",
     "dice_loss",
+    "dictionary_triplet_loss",
     "iou_loss",
     "memory_momentum",
     "reduce",

@@ -31,17 +31,22 @@ def memory_momentum(t: float, total: float) -> float:
 def segment_sums(embeddings: torch.Tensor, labels: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of the (un-normalised) embeddings of each label and its pixel count.
 
+    Sums accumulate in float32 at least (float64 stays float64): under fp16 / bf16 autocast an
+    800 x 1333 map sums hundreds of thousands of pixels, beyond fp16's 65504 and bf16's 8 bits of
+    mantissa. Differentiable (the sums are cast back by the caller's arithmetic, not here).
+
     Args:
         embeddings (Tensor[B, D, H, W]); labels (Tensor[B, H, W] int64, -1 ignored); count: labels 0..count-1.
 
     Returns:
-        (Tensor[count, D] sums, Tensor[count] int64 pixel counts).
+        (Tensor[count, D] sums (float32 or float64), Tensor[count] int64 pixel counts).
     """
     dim = embeddings.shape[1]
-    flat = embeddings.permute(0, 2, 3, 1).reshape(-1, dim)
+    dtype = torch.promote_types(embeddings.dtype, torch.float32)
+    flat = embeddings.permute(0, 2, 3, 1).reshape(-1, dim).to(dtype)
     lab = labels.reshape(-1)
     keep = lab >= 0
-    sums = torch.zeros(count, dim, dtype=embeddings.dtype, device=embeddings.device).index_add(0, lab[keep], flat[keep])
+    sums = torch.zeros(count, dim, dtype=dtype, device=embeddings.device).index_add(0, lab[keep], flat[keep])
     return sums, torch.bincount(lab[keep], minlength=count)[:count]
 
 
@@ -132,7 +137,7 @@ def ciae_loss(
         ``{"loss_ciae", "loss_cae", "loss_iae"}`` scalars.
     """
     batch, dim = embeddings.shape[:2]
-    p = F.normalize(embeddings, dim=1)
+    p = F.normalize(embeddings.float() if embeddings.dtype in (torch.float16, torch.bfloat16) else embeddings, dim=1)
     mem = memory.detach().to(p.dtype)
 
     cat_sim = torch.einsum("bdhw,cd->bchw", p, mem)
@@ -140,14 +145,17 @@ def ciae_loss(
     n_cae = (category_map >= 0).sum().clamp(min=1)
     loss_cae = cae_pixels.sum() / n_cae
 
-    num_queries = max(len(b) for b in segment_boxes)
+    num_queries = max((len(b) for b in segment_boxes), default=0)
+    if num_queries == 0:  # no stuff class and no instance in the batch: L_IAE is empty
+        loss_iae = p.sum() * 0
+        return {"loss_ciae": loss_cae + alpha * loss_iae, "loss_cae": loss_cae, "loss_iae": loss_iae}
     queries = p.new_zeros(batch, num_queries, dim)
     boxes = p.new_zeros(batch, num_queries, 4)
     valid = torch.zeros(batch, num_queries, dtype=torch.bool, device=p.device)
     for b in range(batch):
         n = len(segment_boxes[b])
         sums, _ = segment_sums(embeddings[b : b + 1], segment_map[b : b + 1], n)
-        means = F.normalize(sums[num_stuff:], dim=1)
+        means = F.normalize(sums[num_stuff:], dim=1).to(p.dtype)
         queries[b, :n] = torch.cat([mem[:num_stuff], means])
         boxes[b, :n] = segment_boxes[b].to(p)
         valid[b, :n] = True
@@ -166,6 +174,13 @@ class CategoryMemory(nn.Module):
     categories present in the mini-batch (over all processes when torch.distributed is
     initialised) update the memory: ``M_t = L2norm(lambda_t M_{t-1} + (1 - lambda_t) M_c)``
     (eq. 14) for those categories, with ``lambda_t`` from :func:`memory_momentum`.
+
+    Safety: a category whose sum is not finite (an fp16 overflow, a NaN from a diverging step) is
+    left unchanged, so no non-finite value ever enters the memory. Under torch.distributed the
+    update is one all-reduce of the sums, the counts and the step counter, which every process
+    must call at every step (``CIAELoss`` calls it on every training forward, also for batches
+    without labelled pixels); processes whose step counters differ (one skipped an update) raise
+    a ``RuntimeError`` instead of silently mixing different steps.
 
     Args:
         num_categories: C (C_st + 1 with merged things, the paper's default).
@@ -191,15 +206,30 @@ class CategoryMemory(nn.Module):
         Returns:
             The updated memory M_t (Tensor[C, D]).
         """
-        sums = sums.detach().to(self.memory.dtype).clone()
-        counts = counts.detach().clone()
+        num, dim = self.memory.shape
+        if tuple(sums.shape) != (num, dim) or tuple(counts.shape) != (num,):
+            raise ValueError(
+                f"CategoryMemory.update: sums {tuple(sums.shape)} and counts {tuple(counts.shape)} "
+                f"must be ({num}, {dim}) and ({num},)"
+            )
+        sums = sums.detach().double()
+        counts = counts.detach().double()
         if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(sums)
-            dist.all_reduce(counts)
+            step = float(self.step)
+            packed = torch.cat([sums.reshape(-1), counts, sums.new_tensor([step, step * step, 1.0])])
+            dist.all_reduce(packed)
+            sums, counts = packed[: num * dim].view(num, dim), packed[num * dim : num * dim + num]
+            total, squares, world = packed[-3:].tolist()
+            if total != world * step or squares != world * step * step:  # zero variance <=> equal steps
+                raise RuntimeError(
+                    f"CategoryMemory.update: processes are at different steps (this one at {int(step)}, mean "
+                    f"{total / world:.1f}); every process must update the memory at every training step"
+                )
         lam = self.momentum()
-        present = counts > 0
-        means = F.normalize(sums, dim=1)
+        present = (counts > 0) & torch.isfinite(sums).all(dim=1)
+        means = F.normalize(sums.nan_to_num(0.0, 0.0, 0.0), dim=1).to(self.memory.dtype)
         updated = F.normalize(lam * self.memory + (1 - lam) * means, dim=1)
+        present &= torch.isfinite(updated).all(dim=1)
         self.memory.copy_(torch.where(present[:, None], updated, self.memory))
         self.step += 1
         return self.memory

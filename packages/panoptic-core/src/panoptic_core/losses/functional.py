@@ -128,7 +128,12 @@ def weighted_dice_loss(
     """Panoptic FCN's weighted dice, one value per instance j:
     ``WDice_j = sum_k w_jk Dice(P_jk, Y_j)``, ``w_jk = s_jk / sum_k s_jk`` (the k sampled
     positions' scores, normalised), ``Dice(P, Y) = 1 - 2 sum(P Y) / max(sum(P^2) + sum(Y^2), eps)``.
-    The segmentation loss is ``sum_j WDice_j / (M + N)`` over things and stuff.
+    The slides write the segmentation loss as ``sum_j WDice_j / (M + N)`` over things and stuff;
+    upstream (``panoptic_seg.py``) normalises them separately: ``loss_seg_th = 3 * sum_j WDice_j / M``
+    over the M (instance, level) pairs and ``loss_seg_st = 3 * sum_j Dice_j / N`` over the N
+    (image, level, stuff class) entries (k = 1, weight 1), each count clamped at 1; Panoptic FCN's
+    model (``panoptic_models``) does that. Weights are used as given (not detached): upstream's
+    dice gradient reaches the position head through them.
 
     Args:
         probs (Tensor[N, k, HW]): masks predicted by the kernels of the k positions.

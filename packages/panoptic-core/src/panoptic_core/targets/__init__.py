@@ -9,6 +9,7 @@ table of target key names and their meaning.
 
 from .base import GLOSSARY, TargetGenerator
 from .ciae import CIAETargets, expand_boxes
+from .combined import CombinedTargets
 from .common import (
     centroids,
     downsample_masks,
@@ -26,6 +27,7 @@ from .solov2 import SOLOv2Targets
 __all__ = [
     "GLOSSARY",
     "CIAETargets",
+    "CombinedTargets",
     "EINetTargets",
     "PanopticDeepLabTargets",
     "PanopticFCNTargets",

@@ -73,7 +73,7 @@ class TargetGenerator(Protocol):
 
 
 GLOSSARY: dict[str, str] = {
-    # Panoptic-DeepLab (and EINet, which returns all of them)
+    # Panoptic-DeepLab (EINet returns semantic and semantic_weights)
     "semantic": (
         "Tensor[H, W] int64: class of each pixel (0..C-1); the ignore label (255) on VOID and padding, "
         "and on crowd with ignore_crowd_in_semantic. Panoptic-DeepLab, EINet."
@@ -84,23 +84,23 @@ GLOSSARY: dict[str, str] = {
     ),
     "center": (
         "Tensor[1, H, W] float32: center heatmap, the maximum over thing segments (crowd included) of a "
-        "Gaussian (sigma 8, peak 1) at the mask centroid rounded to the nearest pixel. Panoptic-DeepLab, EINet."
+        "Gaussian (sigma 8, peak 1) at the mask centroid rounded to the nearest pixel. Panoptic-DeepLab."
     ),
     "center_weights": (
         "Tensor[1, H, W] float32: 1 on pixels of non-crowd segments, 0 on VOID, padding and crowd. "
-        "Panoptic-DeepLab, EINet."
+        "Panoptic-DeepLab."
     ),
     "offset": (
         "Tensor[2, H, W] float32: (dy, dx) from each thing pixel to its segment's centroid, 0 elsewhere. "
-        "Panoptic-DeepLab, EINet."
+        "Panoptic-DeepLab."
     ),
     "offset_weights": (
         "Tensor[1, H, W] float32: 1 on pixels of non-crowd thing segments (and stuff unless "
-        "ignore_stuff_in_offset), else 0. Panoptic-DeepLab, EINet."
+        "ignore_stuff_in_offset), else 0. Panoptic-DeepLab."
     ),
     "center_points": (
         "ragged, Tensor[K, 2] float64: (y, x) centroids of the K thing segments with pixels (crowd "
-        "included, as detectron2), in segment order. Panoptic-DeepLab, EINet."
+        "included, as detectron2), in segment order. Panoptic-DeepLab."
     ),
     # per location, per pyramid level
     "location_classes": (
@@ -109,9 +109,13 @@ GLOSSARY: dict[str, str] = {
         "grid cells, background C_thing, no ignore value."
     ),
     "location_instance": (
-        "per level, int64: index into the instance_* entries of each location's instance, -1 on "
-        "negatives. CIAE: Tensor[Hl, Wl]. SOLOv2: Tensor[S * S] over row-major grid cells, the "
-        "instance whose mask is the cell's mask target."
+        "per level, Tensor[Hl, Wl] int64: index into the instance_* entries of each location's instance, -1 on "
+        "negatives. CIAE."
+    ),
+    "location_pairs": (
+        "per level, ragged, Tensor[P, 2] int64: SOLOv2's (cell, instance) mask-target pairs, mmdetection's order "
+        "(instances in order, each one's center-region cells row-major): flat cell y * S + x and index into the "
+        "instance_* entries; a cell in two instances' center regions appears twice (two dice targets). SOLOv2."
     ),
     "box_targets": (
         "per level, Tensor[Hl, Wl, 4] float32: FCOS (l, t, r, b) distances in pixels from each location "
@@ -144,6 +148,11 @@ GLOSSARY: dict[str, str] = {
     "segment_classes": "ragged, Tensor[S] int64: class of each segment. EINet.",
     "segment_isthing": "ragged, Tensor[S] bool: whether each segment is a thing. EINet.",
     "segment_iscrowd": "ragged, Tensor[S] bool: whether each segment is a crowd region. EINet.",
+    "segment_centers": (
+        "ragged, Tensor[S, 2] int64: (y, x) pixel of the generator's stride map holding each segment's mask "
+        "centroid (floor of the centroid / stride), the peak of its class_center Gaussian; -1 for segments "
+        "without pixels. EINet."
+    ),
     "segment_boxes": (
         "ragged, Tensor[C_stuff + N, 4] float32: (x1, y1, x2, y2) box filter of each segment of "
         "segment_map: panoptic_ops.UNBOXED for the stuff classes, each instance's box expanded "

@@ -41,11 +41,13 @@ class CIAETargets:
     (x, y) = (j s_l + s_l // 2, i s_l + s_l // 2) as in FCOS):
 
     * a location is positive for a non-crowd thing instance when it falls *inside the
-      instance's mask* (the paper's change to FCOS, Sec. IV-A) and the largest of its box
-      distances (l, t, r, b) lies in the level's range (FCOS: [0, 64], [64, 128], ...).
-      Masks do not overlap, so a location has at most one instance.
+      instance's mask* (the paper's change to FCOS, Sec. IV-A), strictly inside its box
+      (``min(l, t, r, b) > 0``, FCOS's ``is_in_boxes``) and the largest of its box distances
+      (l, t, r, b) lies in the level's range (FCOS: [0, 64], [64, 128], ...). Masks do not
+      overlap, so a location has at most one instance.
     * ``location_classes[l]`` (Tensor[Hl, Wl] int64): thing index of the instance,
-      ``num_things`` for background, -1 (ignored) on locations inside crowd regions.
+      ``num_things`` for background, also on locations inside crowd regions (FCOS trains on
+      detectron2's instances, which drop crowd annotations, so crowd regions are negatives).
     * ``box_targets[l]`` (Tensor[Hl, Wl, 4]): (l, t, r, b) distances in pixels to the box
       edges (box (x, y, x + w, y + h) from the COCO bbox), zero on negatives.
     * ``centerness[l]`` (Tensor[Hl, Wl]): sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b)),
@@ -60,7 +62,8 @@ class CIAETargets:
       and crowd pixels.
     * ``category_map`` (Tensor[He, We] int64): c_i: stuff index for stuff, and for things
       C_st (all thing classes merged into one, the paper's default) or C_st + thing index
-      (``merge_things=False``); -1 on VOID.
+      (``merge_things=False``); -1 on VOID. Crowd pixels keep their thing category: their
+      class is annotated, only their instances are not (so they take part in L_CAE, not L_IAE).
     * ``segment_boxes`` (ragged, Tensor[C_st + N_th, 4]): the box filter of each segment:
       :data:`panoptic_ops.UNBOXED` for stuff, the instance box expanded ``box_expand`` (1.5)
       times about its center for things.
@@ -130,12 +133,10 @@ class CIAETargets:
         instances = [k for k, s in enumerate(segs) if s.isthing and not s.iscrowd]
         seg_value = torch.full((len(segs) + 1,), -1, dtype=torch.int64)
         cat_value = torch.full((len(segs) + 1,), -1, dtype=torch.int64)
-        crowd = torch.zeros(len(segs) + 1, dtype=torch.bool)
         inst_of_seg = torch.full((len(segs) + 1,), -1, dtype=torch.int64)
         for k, s in enumerate(segs):
             if s.isthing:
                 cat_value[k] = num_stuff + (0 if self.merge_things else cats.thing_index[s.class_index])
-                crowd[k] = s.iscrowd
             else:
                 cat_value[k] = seg_value[k] = cats.stuff_index[s.class_index]
         for n, k in enumerate(instances):
@@ -162,9 +163,9 @@ class CIAETargets:
             px, py = xs.view(1, -1).float(), ys.view(-1, 1).float()
             ltrb = torch.stack([px - b[..., 0], py - b[..., 1], b[..., 2] - px, b[..., 3] - py], dim=-1)
             reach = ltrb.max(dim=-1).values
-            positive = (inst >= 0) & (reach >= lo) & (reach <= hi)
+            inside_box = ltrb.min(dim=-1).values > 0
+            positive = (inst >= 0) & inside_box & (reach >= lo) & (reach <= hi)
             labels = torch.full((hl, wl), cats.num_things, dtype=torch.int64)
-            labels[crowd[at]] = -1
             labels[positive] = classes[inst[positive]]
             ltrb = torch.where(positive[..., None], ltrb, 0.0)
             lr, tb = ltrb[..., [0, 2]], ltrb[..., [1, 3]]

@@ -160,7 +160,13 @@ def guided_positions(
 
     Inside the instance's mask (resized bilinearly to the level, kept where > 0.1), the k
     positions with the highest predicted score of the instance's class; their scores are the
-    dice weights (normalised in :func:`~panoptic_core.losses.weighted_dice_loss`).
+    dice weights (normalised in :func:`~panoptic_core.losses.weighted_dice_loss`). As upstream
+    (``loss_single_level``), the weights are not detached: the dice gradient reaches the
+    position head through them. Positions outside the mask have score 0 and may fill the k
+    slots when fewer than k lie inside (their weight 0 removes them from the loss).
+
+    A level with fewer than k positions (upstream's ``topk`` fails there) gets the remaining
+    columns padded with position 0 and weight 0, so the result always has k columns.
 
     Args:
         heatmap_logits (Tensor[C_thing, Hl, Wl]): predicted thing heatmap logits of one level.
@@ -170,13 +176,19 @@ def guided_positions(
 
     Returns:
         (positions Tensor[N, k] int64 flat indices ``y * Wl + x``, weights Tensor[N, k]
-        sigmoid scores, detached; 0 where fewer than k positions lie in the mask).
+        sigmoid scores, differentiable w.r.t. ``heatmap_logits``; 0 outside the mask).
     """
     hl, wl = heatmap_logits.shape[-2:]
+    device = heatmap_logits.device
     if instance_masks.shape[0] == 0:
-        return torch.zeros(0, k, dtype=torch.int64), torch.zeros(0, k)
+        empty = heatmap_logits.new_zeros(0, k)
+        return torch.zeros(0, k, dtype=torch.int64, device=device), empty
     guide = F.interpolate(instance_masks[None].float(), size=(hl, wl), mode="bilinear", align_corners=False)[0]
-    scores = heatmap_logits.detach()[classes].sigmoid()
-    guided = torch.where(guide > 0.1, scores, torch.zeros((), dtype=scores.dtype))
+    scores = heatmap_logits[classes].sigmoid()
+    guided = torch.where(guide > 0.1, scores, torch.zeros((), dtype=scores.dtype, device=device))
     weights, positions = torch.topk(guided.reshape(len(classes), -1), k=min(k, hl * wl), dim=-1)
+    if positions.shape[1] < k:
+        pad = k - positions.shape[1]
+        positions = F.pad(positions, (0, pad))
+        weights = F.pad(weights, (0, pad))
     return positions, weights

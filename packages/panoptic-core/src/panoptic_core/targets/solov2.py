@@ -23,11 +23,14 @@ class SOLOv2Targets:
     * the center region is the instance's box scaled by ``sigma`` (0.2) about its mask center
       of mass; the grid cells it covers, limited to the 3 x 3 cells around the center's cell,
       get the instance's class (cell index = trunc(coordinate / image size / (1 / S)), in
-      float32 like mmdetection); later instances overwrite earlier ones.
+      float32 like mmdetection); later instances overwrite earlier class labels.
     * ``location_classes[l]`` (Tensor[S, S] int64): thing index, ``num_things`` for background
       (no ignore value).
-    * ``location_instance[l]`` (Tensor[S * S] int64): the instance whose mask is the target of
-      each cell, row-major (index into ``instance_masks``), -1 for negative cells.
+    * ``location_pairs[l]`` (ragged, Tensor[P, 2] int64): mmdetection's ``(pos_index, mask
+      target)`` pairs: one row ``(y * S + x, n)`` per cell of instance ``n``'s center region,
+      instances in order, cells row-major. A cell in the center regions of two instances appears
+      twice (two dice targets for one kernel, as upstream), so ``P`` can exceed the number of
+      positive cells (``location_classes[l] != num_things``), which mmdetection's loss divides by.
     * ``instance_masks`` (ragged, Tensor[N, ceil(H/s), ceil(W/s)] uint8): each mask rescaled by
       1/s (s = ``mask_stride``, 4) to ``(int(H/s + 0.5), int(W/s + 0.5))`` with bilinear
       interpolation and rounding, pasted top-left into the mask branch's map. For H and W
@@ -41,9 +44,9 @@ class SOLOv2Targets:
     are lists over ``num_grids``. Key meanings: :data:`~panoptic_core.targets.GLOSSARY`.
     """
 
-    keys: frozenset[str] = frozenset({"location_classes", "location_instance", "instance_masks", "instance_classes"})
-    ragged: frozenset[str] = frozenset({"instance_masks", "instance_classes"})
-    per_level: frozenset[str] = frozenset({"location_classes", "location_instance"})
+    keys: frozenset[str] = frozenset({"location_classes", "location_pairs", "instance_masks", "instance_classes"})
+    ragged: frozenset[str] = frozenset({"location_pairs", "instance_masks", "instance_classes"})
+    per_level: frozenset[str] = frozenset({"location_classes", "location_pairs"})
 
     def __init__(
         self,
@@ -89,10 +92,10 @@ class SOLOv2Targets:
         map_h, map_w = -(-height // self.mask_stride), -(-width // self.mask_stride)
         full_h, full_w = map_h * self.mask_stride, map_w * self.mask_stride
 
-        out: dict[str, Any] = {"location_classes": [], "location_instance": []}
+        out: dict[str, Any] = {"location_classes": [], "location_pairs": []}
         for grid, (lo, hi) in zip(self.num_grids, self.scale_ranges, strict=True):
             classes_at = torch.full((grid, grid), cats.num_things, dtype=torch.int64)
-            owner = torch.full((grid, grid), -1, dtype=torch.int64)
+            pairs = [torch.zeros(0, 2, dtype=torch.int64)]
 
             def cell(coord: torch.Tensor, size: int, grid: int = grid) -> torch.Tensor:
                 return torch.div(coord / size, 1.0 / grid, rounding_mode="trunc").to(torch.int64)
@@ -114,9 +117,11 @@ class SOLOv2Targets:
                 top, down = max(top_box, 0, cy - 1), min(down_box, grid - 1, cy + 1)
                 left, right = max(left_box, 0, cx - 1), min(right_box, grid - 1, cx + 1)
                 classes_at[top : down + 1, left : right + 1] = classes[n]
-                owner[top : down + 1, left : right + 1] = n
+                rows = torch.arange(top, down + 1).repeat_interleave(max(right - left + 1, 0))
+                cols = torch.arange(left, right + 1).repeat(max(down - top + 1, 0))
+                pairs.append(torch.stack([rows * grid + cols, torch.full_like(rows, n)], dim=1))
             out["location_classes"].append(classes_at)
-            out["location_instance"].append(owner.reshape(-1))
+            out["location_pairs"].append(torch.cat(pairs))
         size = (int(height / self.mask_stride + 0.5), int(width / self.mask_stride + 0.5))
         masks = torch.zeros(len(instances), map_h, map_w, dtype=torch.uint8)
         masks[:, : size[0], : size[1]] = downsample_masks(index, pick, size) >= 0.5

@@ -7,6 +7,19 @@ generator from the same values the model reads. ``from_dict`` maps a plain mappi
 """
 
 from .base import BackboneConfig, from_dict, to_dict
+from .ciae import CIAEConfig
+from .efficientps import EfficientPSConfig
+from .einet import EINetConfig
 from .panoptic_deeplab import PanopticDeepLabConfig
+from .panoptic_fcn import PanopticFCNConfig
 
-__all__ = ["BackboneConfig", "PanopticDeepLabConfig", "from_dict", "to_dict"]
+__all__ = [
+    "BackboneConfig",
+    "CIAEConfig",
+    "EINetConfig",
+    "EfficientPSConfig",
+    "PanopticDeepLabConfig",
+    "PanopticFCNConfig",
+    "from_dict",
+    "to_dict",
+]

@@ -119,6 +119,11 @@ class FCOSHead(nn.Module):
     Centerness is predicted from the box tower when ``centerness_on_reg`` (AdelaiDet's only mode),
     else from the classification tower.
 
+    With ``embedding_dim > 0`` a fourth 3x3 conv on the box tower predicts ``embedding_dim``
+    box embeddings per location (CIAE's proposal head, Sec. IV-A: "center-ness, box regression,
+    and embeddings are predicted from the regression branch"), initialised like the other
+    predictors (N(0, 0.01), bias 0) and returned as ``"box_embedding"``.
+
     With ``norm="BN"`` / ``"SyncBN"`` the towers' norms are shared by all levels (AdelaiDet keeps
     one BatchNorm per level); GN (the default) has no statistics, so it is the same either way.
     Tower convs have no bias under a norm (see :class:`ConvTower`).
@@ -133,10 +138,12 @@ class FCOSHead(nn.Module):
         norm_reg_targets: see above.
         strides: stride of each level, fine to coarse (P3..P7: 8, 16, 32, 64, 128); sets the number
             of levels and of :class:`Scale` modules.
+        embedding_dim: channels of the box-embedding output (0: none).
 
     Shapes: ``forward([Tensor[B, in_channels, h_l, w_l] for each level])`` -> ``{"cls_logits":
     [Tensor[B, num_classes, h_l, w_l]], "box_reg": [Tensor[B, 4, h_l, w_l]], "centerness":
-    [Tensor[B, 1, h_l, w_l]]}`` (lists in level order).
+    [Tensor[B, 1, h_l, w_l]]}`` (lists in level order), plus ``"box_embedding":
+    [Tensor[B, embedding_dim, h_l, w_l]]`` when ``embedding_dim > 0``.
 
     Raises:
         ValueError: bad ``num_classes``, ``prior_prob`` outside (0, 1), empty or non-positive
@@ -153,8 +160,11 @@ class FCOSHead(nn.Module):
         centerness_on_reg: bool = True,
         norm_reg_targets: bool = True,
         strides: Sequence[int] = (8, 16, 32, 64, 128),
+        embedding_dim: int = 0,
     ) -> None:
         super().__init__()
+        if embedding_dim < 0:
+            raise ValueError(f"FCOSHead: embedding_dim must be >= 0, got {embedding_dim}")
         if num_classes <= 0:
             raise ValueError(f"FCOSHead: num_classes must be positive, got {num_classes}")
         if not 0.0 < prior_prob < 1.0:
@@ -173,8 +183,11 @@ class FCOSHead(nn.Module):
         self.bbox_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
         self.centerness = nn.Conv2d(in_channels, 1, 3, padding=1)
         self.scales = nn.ModuleList(Scale(1.0) for _ in strides)
-        for m in (self.cls_tower, self.bbox_tower, self.cls_logits, self.bbox_pred, self.centerness):
-            normal_init_(m, 0.01)
+        self.box_embedding = nn.Conv2d(in_channels, embedding_dim, 3, padding=1) if embedding_dim else None
+        predictors = (self.cls_logits, self.bbox_pred, self.centerness, self.box_embedding)
+        for m in (self.cls_tower, self.bbox_tower, *predictors):
+            if m is not None:
+                normal_init_(m, 0.01)
         self.prior_bias = -math.log((1 - prior_prob) / prior_prob)
         nn.init.constant_(self.cls_logits.bias, self.prior_bias)
 
@@ -193,7 +206,7 @@ class FCOSHead(nn.Module):
                 f"FCOSHead: features has {len(features)} levels, expected {len(self.strides)} "
                 f"(one per stride {self.strides})"
             )
-        cls_logits, box_reg, centerness = [], [], []
+        cls_logits, box_reg, centerness, box_embedding = [], [], [], []
         for level, x in enumerate(features):
             cls_feat = self.cls_tower(x)
             box_feat = self.bbox_tower(x)
@@ -207,4 +220,9 @@ class FCOSHead(nn.Module):
             else:
                 reg = torch.exp(reg)
             box_reg.append(reg)
-        return {"cls_logits": cls_logits, "box_reg": box_reg, "centerness": centerness}
+            if self.box_embedding is not None:
+                box_embedding.append(self.box_embedding(box_feat))
+        out = {"cls_logits": cls_logits, "box_reg": box_reg, "centerness": centerness}
+        if self.box_embedding is not None:
+            out["box_embedding"] = box_embedding
+        return out
