@@ -47,8 +47,11 @@ dist-build:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Two pytest workers of one thread each (the slow end-to-end tests spread over both cores; torch
+# processes with several threads each would spin-wait on one another).
+TEST_WORKERS ?= 2
 test: $(STAMP) $(OPS_LIB) lint
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(STAMP) $(OPS_LIB)
 	$(PY) -m pytest benchmarks -q -p no:randomly --benchmark-columns=min,median,mean,rounds -o python_files="bench_*.py"

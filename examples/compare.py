@@ -104,10 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     try:
+        unknown = [m for m in args.methods if m not in METHODS]
+        if unknown:
+            raise ConfigError(f"unknown method {unknown[0]!r} (known: {', '.join(METHODS)})")
         for method in args.methods:
             config_file = REPO / "examples" / "configs" / f"{method}_{args.dataset}.yaml"
-            if method not in METHODS:
-                raise ConfigError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
             config = load_experiment(config_file, args.overrides)
             out = args.output_dir / method
             if not (out / "model_final.pt").is_file():
