@@ -108,7 +108,7 @@ def evaluate(
             )
         pairs.append((gt_ann, pred_ann))
 
-    cat_index = metric._cat_index
+    cat_index = metric.category_index
     gt_sizes = _image_sizes(gt_json)
 
     def one_image(pair: tuple[Mapping, Mapping]) -> tuple:

@@ -74,7 +74,8 @@ class PanopticQuality:
         self, categories: Any, *, keep_per_image: bool = False, sync_dist: bool = True, metrics: Any = ("pq",)
     ) -> None:
         self.categories = parse_categories(categories)
-        self._cat_index = {c.id: k for k, c in enumerate(self.categories)}
+        #: category id -> its position in ``categories`` (the column of the statistics)
+        self.category_index = {c.id: k for k, c in enumerate(self.categories)}
         self._is_thing = np.array([c.isthing for c in self.categories], dtype=bool)
         self.keep_per_image = keep_per_image
         self.sync_dist = sync_dist
@@ -116,8 +117,8 @@ class PanopticQuality:
         where = f"image {image_id if image_id is not None else self.num_images}"
         gt_ids = check_id_map(_signed_torch(gt_ids, name=f"{where}: gt_ids"), name=f"{where}: gt_ids")
         pred_ids = check_id_map(_signed_torch(pred_ids, name=f"{where}: pred_ids"), name=f"{where}: pred_ids")
-        gt = parse_segments(gt_segments_info, self._cat_index, where=f"{where} (GT)", is_gt=True, strict=False)
-        pred = parse_segments(pred_segments_info, self._cat_index, where=f"{where} (prediction)",
+        gt = parse_segments(gt_segments_info, self.category_index, where=f"{where} (GT)", is_gt=True, strict=False)
+        pred = parse_segments(pred_segments_info, self.category_index, where=f"{where} (prediction)",
                               is_gt=False, strict=False, scores="ap" in self.metrics)
         stats, extras = self.measure_image(gt_ids, gt, pred_ids, pred, void_id=0, where=where)
         self.add_image_stats(stats, image_id=image_id, extras=extras)
@@ -194,11 +195,11 @@ class PanopticQuality:
         category = np.empty(len(ids), dtype=np.int64)
         for k, label in enumerate(labels.tolist()):
             cat = label // divisor
-            if cat not in self._cat_index:
+            if cat not in self.category_index:
                 raise PanopticEvalError(
                     f"{where}: label {label} has unknown category {cat} (label_divisor {divisor})"
                 )
-            category[k] = self._cat_index[cat]
+            category[k] = self.category_index[cat]
         iscrowd = (labels % divisor == 0) & self._is_thing[category] if crowd else np.zeros(len(ids), bool)
         return Segments(ids=ids, category=category, iscrowd=iscrowd, area=None if counts is None else counts[keep])
 
