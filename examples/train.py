@@ -295,8 +295,10 @@ class Run:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
                 losses = self.ddp(batch)
             loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at iteration {iteration}: {_floats(losses)}")
+            # Every rank decides together: one rank raising alone would leave the others in backward's all-reduce.
+            if _any_rank(not bool(torch.isfinite(loss)), self.world):
+                where = "" if not torch.isfinite(loss) else " on another rank"
+                raise FloatingPointError(f"loss is not finite{where} at iteration {iteration}: {_floats(losses)}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if solver.clip_grad_norm is not None:

@@ -233,7 +233,9 @@ def test_out_of_memory_says_what_to_lower(tmp_path, monkeypatch):
 
 
 SLOW_CLI = """
-import sys, time
+import signal, sys, time
+# As in a terminal: a parent may have started us with SIGINT ignored (pytest-xdist workers do).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import panoptic_eval.evaluation as ev
 real = ev.read_packed_png
 def slow(*args, **kwargs):

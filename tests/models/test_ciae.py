@@ -304,7 +304,8 @@ def test_postprocess_reads_queries_where_proposals_come_from():
         x, y = points[loc].tolist()
         reg[loc] = torch.tensor([x - box[0], y - box[1], box[2] - x, box[3] - y])
     out = {"cls_logits": logits, "box_reg": reg, "centerness": torch.full((16,), 10.0), "locations": points,
-           "levels": levels, "embeddings": emb, "stuff_queries": directions[:1]}  # fmt: skip
+           "levels": levels, "embeddings": emb, "embedding_stride": torch.tensor(1),
+           "stuff_queries": directions[:1]}  # fmt: skip
     cfg = dataclasses.replace(TINY, strides=strides, size_ranges=((-1, math.inf),), stuff_area=0)
     result = ciae_postprocess(out, (h, w), (h, w), cats, cfg)
     first = result.ids[12, 12]
@@ -420,3 +421,25 @@ def test_overfits_four_synthetic_images(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["All"]["pq"] >= 0.8, metrics
+
+
+def test_small_image_in_a_padded_batch_is_upsampled(monkeypatch):
+    """The embedding map's stride is stated by the outputs, not guessed from its size: an image
+    covering a quarter of the padded input or less still gets its stride-4 map up-sampled."""
+    import panoptic_models.meta_arch.ciae as ciae_module
+
+    cats = synthetic_categories()
+    torch.manual_seed(0)
+    model = build_model(TINY, cats).eval()
+    with torch.no_grad():
+        outputs = model.predict(torch.randn(1, 3, 128, 128))
+    calls = []
+    original = ciae_module._upsample_embeddings
+    monkeypatch.setattr(
+        ciae_module, "_upsample_embeddings", lambda emb, size: calls.append(size) or original(emb, size)
+    )
+    head = {k: v[0] for k, v in outputs.items()}
+    for image_size in [(120, 110), (32, 32), (20, 27)]:
+        result = ciae_module.ciae_postprocess(head, image_size, image_size, cats, TINY)
+        assert tuple(result.ids.shape) == image_size
+    assert calls == [(128, 128)] * 3

@@ -329,17 +329,18 @@ def ciae_postprocess(
     Args:
         outputs: ``cls_logits``, ``box_reg``, ``centerness``, ``locations``, ``levels`` (see
             :func:`ciae_proposals`), ``embeddings`` (Tensor[D, Hp / 4, Wp / 4], before
-            normalisation) and ``stuff_queries`` (Tensor[C_st, D], the memory's stuff rows).
+            normalisation), ``stuff_queries`` (Tensor[C_st, D], the memory's stuff rows) and
+            optionally ``embedding_stride`` (a 0-d tensor: 4, the model's; 1 for a full-resolution map).
         image_size: (h, w) of the image inside the padded input.
         output_size: (h, w) of the result.
     """
     boxes, scores, classes, points = ciae_proposals(outputs, image_size, config)
     emb = outputs["embeddings"]
-    if emb.shape[-2] >= image_size[0] and emb.shape[-1] >= image_size[1]:
+    stride = int(outputs["embedding_stride"]) if "embedding_stride" in outputs else EMBEDDING_STRIDE
+    if stride == 1:
         p = F.normalize(emb.float(), dim=0)  # already at the input resolution (the full-resolution oracle)
     else:
-        size = (max(image_size[0], emb.shape[-2] * EMBEDDING_STRIDE),
-                max(image_size[1], emb.shape[-1] * EMBEDDING_STRIDE))  # fmt: skip
+        size = (max(image_size[0], emb.shape[-2] * stride), max(image_size[1], emb.shape[-1] * stride))
         p = _upsample_embeddings(emb, size)
     ys = points[:, 1].long().clamp(0, p.shape[1] - 1)
     xs = points[:, 0].long().clamp(0, p.shape[2] - 1)
@@ -396,6 +397,7 @@ def ciae_oracle_outputs(
         "locations": points,
         "levels": levels,
         "embeddings": emb.permute(2, 0, 1).contiguous(),
+        "embedding_stride": torch.tensor(1 if config.embedding_stride == 1 else EMBEDDING_STRIDE),
         "stuff_queries": directions[:num_stuff],
     }
 
@@ -487,6 +489,7 @@ class CIAE(PanopticModel):
             "locations": points.expand(batch, -1, -1),
             "levels": levels.expand(batch, -1),
             "embeddings": embeddings.float(),
+            "embedding_stride": torch.full((batch,), EMBEDDING_STRIDE, dtype=torch.int64),
             "stuff_queries": stuff.expand(batch, -1, -1),
         }
 
