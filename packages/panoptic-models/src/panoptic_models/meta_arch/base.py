@@ -35,7 +35,7 @@ class PanopticModel(nn.Module, metaclass=ABCMeta):
     * eval: returns one :class:`~panoptic_models.structures.PanopticResult` per image, at
       ``output_sizes`` (default: each image's size before padding, ``batch.image_sizes``).
 
-    Subclasses set :attr:`target_keys` and implement :meth:`predict`, :meth:`losses`, :meth:`inference`,
+    Subclasses set :attr:`target_keys` and implement :meth:`predict`, :meth:`losses`,
     :meth:`postprocess` and :meth:`oracle_outputs` (the last two also serve ``examples/oracle.py``).
     """
 
@@ -108,8 +108,21 @@ class PanopticModel(nn.Module, metaclass=ABCMeta):
     def losses(self, images: torch.Tensor, targets: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Training: ``{"loss_*": scalar}`` for normalised images (Tensor[B, 3, H, W]) and collated targets."""
 
-    @abstractmethod
     def inference(
         self, images: torch.Tensor, image_sizes: list[tuple[int, int]], output_sizes: list[tuple[int, int]]
     ) -> list[PanopticResult]:
-        """Eval: one result per image; ``image_sizes`` are the unpadded sizes, ``output_sizes`` the sizes wanted."""
+        """Eval: one result per image; ``image_sizes`` are the unpadded sizes, ``output_sizes`` the sizes wanted.
+
+        :meth:`predict` on the batch, then :meth:`postprocess` on each image's outputs (:meth:`image_outputs`).
+        """
+        outputs = self.predict(images)
+        return [
+            self.postprocess(self.image_outputs(outputs, b), image_size, output_size, self.categories, self.config)
+            for b, (image_size, output_size) in enumerate(zip(image_sizes, output_sizes, strict=True))
+        ]
+
+    @staticmethod
+    def image_outputs(outputs: Mapping[str, Any], index: int) -> dict[str, Any]:
+        """Image ``index`` of batched head outputs: ``Tensor[B, ...]`` -> its row, a list of per-level
+        ``Tensor[B, ...]`` -> the list of its rows. Methods with unbatched outputs override this."""
+        return {k: v[index] if torch.is_tensor(v) else [x[index] for x in v] for k, v in outputs.items()}

@@ -506,12 +506,3 @@ class CIAE(PanopticModel):
     postprocess = staticmethod(ciae_postprocess)
     oracle_outputs = staticmethod(ciae_oracle_outputs)
 
-    def inference(
-        self, images: torch.Tensor, image_sizes: list[tuple[int, int]], output_sizes: list[tuple[int, int]]
-    ) -> list[PanopticResult]:
-        outputs = self.predict(images)
-        results = []
-        for b, (image_size, output_size) in enumerate(zip(image_sizes, output_sizes, strict=True)):
-            head = {k: v[b] for k, v in outputs.items()}
-            results.append(ciae_postprocess(head, image_size, output_size, self.categories, self.config))
-        return results

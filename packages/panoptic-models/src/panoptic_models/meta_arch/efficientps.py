@@ -453,17 +453,3 @@ class EfficientPS(PanopticModel):
     postprocess = staticmethod(efficientps_postprocess)
     oracle_outputs = staticmethod(efficientps_oracle_outputs)
 
-    def inference(
-        self, images: torch.Tensor, image_sizes: list[tuple[int, int]], output_sizes: list[tuple[int, int]]
-    ) -> list[PanopticResult]:
-        outputs = self.predict(images)
-        results = []
-        for b, (image_size, output_size) in enumerate(zip(image_sizes, output_sizes, strict=True)):
-            head = {
-                "semantic": outputs["semantic"][b],
-                "category": [c[b] for c in outputs["category"]],
-                "kernel": [k[b] for k in outputs["kernel"]],
-                "mask_features": outputs["mask_features"][b],
-            }
-            results.append(efficientps_postprocess(head, image_size, output_size, self.categories, self.config))
-        return results

@@ -425,12 +425,3 @@ class EINet(PanopticModel):
     postprocess = staticmethod(einet_postprocess)
     oracle_outputs = staticmethod(einet_oracle_outputs)
 
-    def inference(
-        self, images: torch.Tensor, image_sizes: list[tuple[int, int]], output_sizes: list[tuple[int, int]]
-    ) -> list[PanopticResult]:
-        outputs = self.predict(images)
-        results = []
-        for b, (image_size, output_size) in enumerate(zip(image_sizes, output_sizes, strict=True)):
-            head = {k: v[b] for k, v in outputs.items()}
-            results.append(einet_postprocess(head, image_size, output_size, self.categories, self.config))
-        return results

@@ -233,12 +233,3 @@ class PanopticDeepLab(PanopticModel):
     postprocess = staticmethod(panoptic_deeplab_postprocess)
     oracle_outputs = staticmethod(panoptic_deeplab_oracle_outputs)
 
-    def inference(
-        self, images: torch.Tensor, image_sizes: list[tuple[int, int]], output_sizes: list[tuple[int, int]]
-    ) -> list[PanopticResult]:
-        outputs = self.predict(images)
-        results = []
-        for b, (image_size, output_size) in enumerate(zip(image_sizes, output_sizes, strict=True)):
-            head = {k: v[b] for k, v in outputs.items()}
-            results.append(panoptic_deeplab_postprocess(head, image_size, output_size, self.categories, self.config))
-        return results

@@ -497,13 +497,8 @@ class PanopticFCN(PanopticModel):
     postprocess = staticmethod(panoptic_fcn_postprocess)
     oracle_outputs = staticmethod(panoptic_fcn_oracle_outputs)
 
-    def inference(
-        self, images: torch.Tensor, image_sizes: list[tuple[int, int]], output_sizes: list[tuple[int, int]]
-    ) -> list[PanopticResult]:
-        outputs = self.predict(images)
-        results = []
-        for b, (image_size, output_size) in enumerate(zip(image_sizes, output_sizes, strict=True)):
-            head = {k: v if k == "stuff_bias" else (v[b] if torch.is_tensor(v) else [x[b] for x in v])
-                    for k, v in outputs.items()}  # fmt: skip
-            results.append(panoptic_fcn_postprocess(head, image_size, output_size, self.categories, self.config))
-        return results
+    @staticmethod
+    def image_outputs(outputs: Mapping[str, Any], index: int) -> dict[str, Any]:
+        """As the base class, except ``stuff_bias`` (Tensor[E]), shared by every image."""
+        head = PanopticModel.image_outputs({k: v for k, v in outputs.items() if k != "stuff_bias"}, index)
+        return {**head, "stuff_bias": outputs["stuff_bias"]}
