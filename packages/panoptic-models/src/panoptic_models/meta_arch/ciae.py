@@ -207,19 +207,22 @@ def _enforce_box_rule(
         ids, sims (Tensor[H, W]); embeddings (Tensor[D, H, W]); queries (Tensor[Q, D]); boxes (Tensor[Q, 4]).
     """
     height, width = ids.shape
-    ys = torch.arange(height, device=ids.device, dtype=torch.float64) + 0.5
-    xs = torch.arange(width, device=ids.device, dtype=torch.float64) + 0.5
-    b = boxes.double()[ids]
+    # Pixel centres (k + 0.5) are exact in float32 up to 2**23, so comparing in the boxes' own
+    # precision (at least float32) decides exactly as float64 would.
+    dtype = torch.promote_types(boxes.dtype, torch.float32)
+    ys = torch.arange(height, device=ids.device, dtype=dtype) + 0.5
+    xs = torch.arange(width, device=ids.device, dtype=dtype) + 0.5
+    bd = boxes.to(dtype)
+    b = bd[ids]
     inside = (xs >= b[..., 0]) & (xs <= b[..., 2]) & (ys[:, None] >= b[..., 1]) & (ys[:, None] <= b[..., 3])
     bad = (~inside).reshape(-1).nonzero()[:, 0]
     if bad.numel() == 0:
         return ids, sims
     ids, sims = ids.reshape(-1).clone(), sims.reshape(-1).clone()
     flat = embeddings.reshape(embeddings.shape[0], -1)
-    bd = boxes.double()
     for start in range(0, bad.numel(), _CHUNK):
         pix = bad[start : start + _CHUNK]
-        py, px = (pix // width).double() + 0.5, (pix % width).double() + 0.5
+        py, px = (pix // width).to(dtype) + 0.5, (pix % width).to(dtype) + 0.5
         contains = (px[:, None] >= bd[:, 0]) & (px[:, None] <= bd[:, 2]) & (py[:, None] >= bd[:, 1]) & (
             py[:, None] <= bd[:, 3]
         )
