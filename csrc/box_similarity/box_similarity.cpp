@@ -11,22 +11,11 @@
 #include <limits>
 #include <vector>
 
+#include "box_similarity/box_similarity_checks.h"
 #include "box_similarity/box_window.h"
 
 namespace panoptic_ops {
 namespace {
-
-void check_inputs(const at::Tensor& embeddings, const at::Tensor& queries, const at::Tensor& boxes, int64_t stride) {
-  TORCH_CHECK(embeddings.dim() == 4, "embeddings must have shape [B, D, H, W], got ", embeddings.sizes());
-  TORCH_CHECK(queries.dim() == 3 && queries.size(0) == embeddings.size(0) && queries.size(2) == embeddings.size(1),
-              "queries must have shape [B, N, D] = [", embeddings.size(0), ", N, ", embeddings.size(1), "], got ",
-              queries.sizes());
-  TORCH_CHECK(boxes.dim() == 3 && boxes.size(0) == queries.size(0) && boxes.size(1) == queries.size(1) &&
-                  boxes.size(2) == 4,
-              "boxes must have shape [B, N, 4] = [", queries.size(0), ", ", queries.size(1), ", 4], got ", boxes.sizes());
-  TORCH_CHECK(queries.scalar_type() == embeddings.scalar_type(), "queries must have the dtype of embeddings");
-  TORCH_CHECK(stride >= 1, "stride must be >= 1, got ", stride);
-}
 
 struct Window {
   int64_t y0, y1, x0, x1;
@@ -54,7 +43,7 @@ std::vector<Window> box_windows(const at::Tensor& boxes, int64_t height, int64_t
 
 at::Tensor similarity_cpu(const at::Tensor& embeddings, const at::Tensor& queries, const at::Tensor& boxes,
                           int64_t stride) {
-  check_inputs(embeddings, queries, boxes, stride);
+  box_similarity_checks::check_inputs(embeddings, queries, boxes, stride);
   const int64_t batch = embeddings.size(0), dim = embeddings.size(1), height = embeddings.size(2),
                 width = embeddings.size(3), num = queries.size(1), plane = height * width;
   at::Tensor out = at::zeros({batch, num, height, width}, embeddings.options());
@@ -84,10 +73,9 @@ at::Tensor similarity_cpu(const at::Tensor& embeddings, const at::Tensor& querie
 
 std::tuple<at::Tensor, at::Tensor> assign_cpu(const at::Tensor& embeddings, const at::Tensor& queries,
                                               const at::Tensor& boxes, int64_t stride) {
-  check_inputs(embeddings, queries, boxes, stride);
+  box_similarity_checks::check_assign(embeddings, queries, boxes, stride);
   const int64_t batch = embeddings.size(0), dim = embeddings.size(1), height = embeddings.size(2),
                 width = embeddings.size(3), num = queries.size(1), plane = height * width;
-  TORCH_CHECK(num >= 1 || plane == 0, "box_filtered_assign needs at least one query (N >= 1)");
   at::Tensor ids = at::empty({batch, height, width}, embeddings.options().dtype(at::kLong));
   at::Tensor scores = at::empty({batch, height, width}, embeddings.options());
   if (ids.numel() == 0) return {ids, scores};

@@ -4,6 +4,7 @@
 #include <c10/core/DeviceGuard.h>
 #include <torch/library.h>
 
+#include "box_similarity/box_similarity_checks.h"
 #include "box_similarity/box_similarity_launch.h"
 
 namespace panoptic_ops {
@@ -14,17 +15,8 @@ struct Prepared {
   int64_t batch, dim, height, width, num;
 };
 
-Prepared prepare(const at::Tensor& embeddings, const at::Tensor& queries, const at::Tensor& boxes, int64_t stride) {
-  TORCH_CHECK(embeddings.dim() == 4, "embeddings must have shape [B, D, H, W], got ", embeddings.sizes());
-  TORCH_CHECK(queries.dim() == 3 && queries.size(0) == embeddings.size(0) && queries.size(2) == embeddings.size(1),
-              "queries must have shape [B, N, D], got ", queries.sizes());
-  TORCH_CHECK(boxes.dim() == 3 && boxes.size(0) == queries.size(0) && boxes.size(1) == queries.size(1) &&
-                  boxes.size(2) == 4,
-              "boxes must have shape [B, N, 4], got ", boxes.sizes());
-  TORCH_CHECK(embeddings.scalar_type() == at::kFloat || embeddings.scalar_type() == at::kDouble,
-              "embeddings must be float32 or float64, got ", embeddings.scalar_type());
-  TORCH_CHECK(queries.scalar_type() == embeddings.scalar_type(), "queries must have the dtype of embeddings");
-  TORCH_CHECK(stride >= 1, "stride must be >= 1");
+// Contiguous inputs with double boxes (what the kernels read), after the checks.
+Prepared prepare(const at::Tensor& embeddings, const at::Tensor& queries, const at::Tensor& boxes) {
   return {embeddings.contiguous(), queries.contiguous(), boxes.to(at::kDouble).contiguous(), embeddings.size(0),
           embeddings.size(1), embeddings.size(2), embeddings.size(3), queries.size(1)};
 }
@@ -32,7 +24,8 @@ Prepared prepare(const at::Tensor& embeddings, const at::Tensor& queries, const 
 at::Tensor similarity_cuda(const at::Tensor& embeddings, const at::Tensor& queries, const at::Tensor& boxes,
                            int64_t stride) {
   const c10::DeviceGuard guard(embeddings.device());
-  const Prepared p = prepare(embeddings, queries, boxes, stride);
+  box_similarity_checks::check_inputs(embeddings, queries, boxes, stride);
+  const Prepared p = prepare(embeddings, queries, boxes);
   at::Tensor out = at::empty({p.batch, p.num, p.height, p.width}, embeddings.options());
   cuda::box_similarity(p.embeddings.data_ptr(), p.queries.data_ptr(), p.boxes.data_ptr<double>(),
                        embeddings.scalar_type() == at::kDouble, p.batch, p.dim, p.height, p.width, p.num, stride,
@@ -43,8 +36,8 @@ at::Tensor similarity_cuda(const at::Tensor& embeddings, const at::Tensor& queri
 std::tuple<at::Tensor, at::Tensor> assign_cuda(const at::Tensor& embeddings, const at::Tensor& queries,
                                                const at::Tensor& boxes, int64_t stride) {
   const c10::DeviceGuard guard(embeddings.device());
-  const Prepared p = prepare(embeddings, queries, boxes, stride);
-  TORCH_CHECK(p.num >= 1 || p.height * p.width == 0, "box_filtered_assign needs at least one query (N >= 1)");
+  box_similarity_checks::check_assign(embeddings, queries, boxes, stride);
+  const Prepared p = prepare(embeddings, queries, boxes);
   at::Tensor ids = at::empty({p.batch, p.height, p.width}, embeddings.options().dtype(at::kLong));
   at::Tensor scores = at::empty({p.batch, p.height, p.width}, embeddings.options());
   cuda::box_assign(p.embeddings.data_ptr(), p.queries.data_ptr(), p.boxes.data_ptr<double>(),

@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include "common/checks.h"
+
 namespace panoptic_ops {
 namespace {
 
@@ -12,15 +14,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> matrix_nms(const at::Tensor& mask
                                                           const at::Tensor& scores, c10::string_view kernel,
                                                           double sigma, double filter_thr, int64_t nms_pre,
                                                           int64_t max_num, const std::optional<at::Tensor>& mask_area) {
-  TORCH_CHECK(masks.dim() == 3, "masks must have shape [N, H, W], got ", masks.sizes());
+  checks::check_dims(masks, "masks", 3);
   const int64_t n = masks.size(0);
-  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == n && scores.dim() == 1 && scores.size(0) == n,
-              "labels and scores must have shape [N] with N = ", n, ", got ", labels.sizes(), " and ", scores.sizes());
-  TORCH_CHECK(kernel == "gaussian" || kernel == "linear", "kernel must be 'gaussian' or 'linear', got '", kernel, "'");
+  checks::check_shape(labels, "labels", {n});
+  checks::check_integer(labels, "labels");
+  checks::check_shape(scores, "scores", {n});
+  checks::check_float(scores, "scores");
+  TORCH_CHECK_VALUE(kernel == "gaussian" || kernel == "linear", "kernel must be 'gaussian' or 'linear', got '", kernel,
+                    "'");
+  if (mask_area.has_value()) checks::check_shape(*mask_area, "mask_area", {n});
+  checks::check_same_device({{"masks", &masks},
+                             {"labels", &labels},
+                             {"scores", &scores},
+                             {"mask_area", checks::optional_ptr(mask_area)}});
   const auto index_options = labels.options().dtype(at::kLong);
   if (n == 0) return {scores.new_zeros({0}), labels.new_zeros({0}), at::zeros({0}, index_options)};
   at::Tensor area = mask_area.has_value() ? *mask_area : masks.sum({1, 2}).to(at::kFloat);
-  TORCH_CHECK(area.dim() == 1 && area.size(0) == n, "mask_area must have shape [N] with N = ", n);
 
   auto [sorted_scores, order] = at::sort(scores, /*stable=*/true, /*dim=*/0, /*descending=*/true);
   at::Tensor keep_inds = order;
@@ -70,10 +79,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> matrix_nms(const at::Tensor& mask
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kernel_fusion(const at::Tensor& kernels,
                                                                          const at::Tensor& scores,
                                                                          const at::Tensor& labels, double threshold) {
-  TORCH_CHECK(kernels.dim() == 2, "kernels must have shape [N, D], got ", kernels.sizes());
+  checks::check_dims(kernels, "kernels", 2);
+  checks::check_float(kernels, "kernels");
   const int64_t n = kernels.size(0);
-  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == n && labels.dim() == 1 && labels.size(0) == n,
-              "scores and labels must have shape [N] with N = ", n, ", got ", scores.sizes(), " and ", labels.sizes());
+  checks::check_shape(scores, "scores", {n});
+  checks::check_shape(labels, "labels", {n});
+  checks::check_integer(labels, "labels");
+  checks::check_same_device({{"kernels", &kernels}, {"scores", &scores}, {"labels", &labels}});
   const at::Tensor order = std::get<1>(at::sort(scores, /*stable=*/true, /*dim=*/0, /*descending=*/true));
   const at::Tensor weight = kernels.index_select(0, order);
   const at::Tensor sorted_labels = labels.index_select(0, order);

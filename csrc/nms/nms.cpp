@@ -14,6 +14,7 @@
 #include <numeric>
 #include <vector>
 
+#include "nms/nms_checks.h"
 #include "nms/nms_greedy.h"
 
 namespace panoptic_ops {
@@ -21,12 +22,6 @@ namespace {
 
 using nms_host::greedy;
 using nms_host::SortedBoxes;
-
-void check_boxes(const at::Tensor& boxes, const at::Tensor& scores) {
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "boxes must have shape [N, 4], got ", boxes.sizes());
-  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0), "scores must have shape [N] with N = ",
-              boxes.size(0), ", got ", scores.sizes());
-}
 
 // Rank order: stable descending sort of the scores (torch.sort, so NaN handling matches too).
 at::Tensor score_order(const at::Tensor& scores) {
@@ -44,7 +39,7 @@ at::Tensor kept_in_order(const at::Tensor& order, const std::vector<uint8_t>& ke
 }
 
 at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
-  check_boxes(boxes, scores);
+  nms_checks::check_nms(boxes, scores, nullptr);
   const int64_t n = boxes.size(0);
   if (n == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
   const at::Tensor order = score_order(scores);
@@ -59,9 +54,7 @@ at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, double iou
 
 at::Tensor batched_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
                            double iou_threshold) {
-  check_boxes(boxes, scores);
-  TORCH_CHECK(idxs.dim() == 1 && idxs.size(0) == boxes.size(0), "idxs must have shape [N] with N = ", boxes.size(0),
-              ", got ", idxs.sizes());
+  nms_checks::check_nms(boxes, scores, &idxs);
   const int64_t n = boxes.size(0);
   if (n == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
   const at::Tensor order = score_order(scores);

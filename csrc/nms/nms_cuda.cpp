@@ -10,6 +10,7 @@
 
 #include <vector>
 
+#include "nms/nms_checks.h"
 #include "nms/nms_launch.h"
 
 namespace panoptic_ops {
@@ -25,8 +26,8 @@ cuda::BoxType box_type(at::ScalarType t) {
       return cuda::BoxType::kHalf;
     case at::kBFloat16:
       return cuda::BoxType::kBFloat16;
-    default:
-      TORCH_CHECK(false, "boxes must be float32, float64, float16 or bfloat16 on CUDA, got ", t);
+    default:  // refused by nms_checks::check_nms
+      TORCH_CHECK(false, "unreachable: boxes of dtype ", t);
   }
 }
 
@@ -54,8 +55,7 @@ at::Tensor on_host(const at::Tensor& boxes, const at::Tensor& scores, const std:
 at::Tensor nms_impl(const at::Tensor& boxes, const at::Tensor& scores, const std::optional<at::Tensor>& idxs,
                     double iou_threshold) {
   const c10::DeviceGuard guard(boxes.device());
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "boxes must have shape [N, 4], got ", boxes.sizes());
-  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0), "scores must have shape [N]");
+  nms_checks::check_nms(boxes, scores, idxs.has_value() ? &*idxs : nullptr);
   const int64_t n = boxes.size(0);
   if (n == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
   if (n >= kHostMin && (boxes.scalar_type() == at::kFloat || boxes.scalar_type() == at::kDouble))
@@ -89,7 +89,6 @@ at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, double io
 
 at::Tensor batched_nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
                             double iou_threshold) {
-  TORCH_CHECK(idxs.dim() == 1 && idxs.size(0) == boxes.size(0), "idxs must have shape [N]");
   return nms_impl(boxes, scores, idxs, iou_threshold);
 }
 

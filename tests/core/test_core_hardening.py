@@ -15,6 +15,7 @@ from PIL import Image
 
 from panoptic_core.cli import main
 from panoptic_core.data import (
+    Categories,
     CocoPanopticDataset,
     ColorJitter,
     Normalize,
@@ -27,6 +28,7 @@ from panoptic_core.data import (
 )
 from panoptic_core.errors import DatasetError
 from panoptic_core.targets import PanopticDeepLabTargets
+from panoptic_eval import PanopticEvalError, parse_categories
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +62,15 @@ CASES = {
     "float segment id": (lambda d: first_segment(d).update(id=first_segment(d)["id"] + 0.5), "integer id"),
     "string segment id": (lambda d: first_segment(d).update(id=str(first_segment(d)["id"])), "integer id"),
     "float category_id": (lambda d: first_segment(d).update(category_id=1.0), "integer id and category_id"),
-    "float category id": (lambda d: d["categories"][0].update(id=1.5), r"categories\[0\] needs an integer id"),
-    "isthing string": (lambda d: d["categories"][4].update(isthing="0"), "isthing 0 or 1, got id 92, isthing '0'"),
+    "float category id": (lambda d: d["categories"][0].update(id=1.5), r"\[0\]: category id must be an integer"),
+    "string category id": (lambda d: d["categories"][0].update(id="1"), "category id must be an integer, got '1'"),
+    "bool category id": (lambda d: d["categories"][0].update(id=True), "category id must be an integer, got True"),
+    "isthing string": (lambda d: d["categories"][4].update(isthing="0"), r"\[4\]: isthing must be 0 or 1, got '0'"),
+    "isthing 2": (lambda d: d["categories"][4].update(isthing=2), "isthing must be 0 or 1, got 2"),
+    "isthing null": (lambda d: d["categories"][4].update(isthing=None), "isthing must be 0 or 1, got None"),
+    "isthing float": (lambda d: d["categories"][0].update(isthing=1.0), "isthing must be 0 or 1, got 1.0"),
+    "isthing missing": (lambda d: d["categories"][4].pop("isthing"), r"\[4\]: a category needs 'id' and 'isthing'"),
+    "category id repeats": (lambda d: d["categories"][1].update(id=1), "categories: duplicate category id 1"),
     "image id list": (lambda d: d["annotations"][0].update(image_id=[0]), "image id must be an integer or a string"),
 }
 
@@ -73,6 +82,18 @@ def test_json_that_loaded_silently_wrong_is_refused(tiny_root, tmp_path, case):
     with pytest.raises(DatasetError, match=message) as info:
         build()
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("case", sorted(c for c in CASES if "category id" in c or "isthing" in c))
+def test_categories_are_refused_as_panoptic_eval_refuses_them(tiny_root, case):
+    """Categories is built by panoptic_eval.parse_categories: the same entries refused, the same message."""
+    data = json.loads((tiny_root / "annotations" / "panoptic_train.json").read_text())
+    CASES[case][0](data)
+    with pytest.raises(PanopticEvalError) as expected:
+        parse_categories(data["categories"])
+    with pytest.raises(DatasetError) as got:
+        Categories.from_list(data["categories"])
+    assert str(got.value) == str(expected.value) and isinstance(got.value, ValueError)
 
 
 def test_valid_flags_still_load(tiny_root, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from helpers import gt_seg, write_pair
 from PIL import Image
 
-from panoptic_eval import PanopticEvalError, PanopticQuality, pq_compute
+from panoptic_eval import Category, PanopticEvalError, PanopticQuality, parse_categories, pq_compute
 from panoptic_eval.cli import main
 
 
@@ -165,6 +165,31 @@ def test_in_memory_errors():
     with pytest.raises(PanopticEvalError, match="duplicate category"):
         PanopticQuality([{"id": 1, "isthing": 1}, {"id": 1, "isthing": 0}])
     assert metric.num_images == 0
+
+
+@pytest.mark.parametrize(("category", "message"), [
+    ({"id": 1}, r"categories\[1\]: a category needs 'id' and 'isthing', got \{'id': 1\}"),
+    ({"id": 1.0, "isthing": 1}, r"categories\[1\]: category id must be an integer, got 1.0"),
+    ({"id": "1", "isthing": 1}, "category id must be an integer, got '1'"),
+    ({"id": True, "isthing": 1}, "category id must be an integer, got True"),
+    ({"id": 1, "isthing": "0"}, r"categories\[1\]: isthing must be 0 or 1, got '0'"),
+    ({"id": 1, "isthing": 2}, "isthing must be 0 or 1, got 2"),
+    ({"id": 1, "isthing": None}, "isthing must be 0 or 1, got None"),
+    ({"id": 1, "isthing": 1.0}, "isthing must be 0 or 1, got 1.0"),
+    ({"id": 7, "isthing": 0}, "categories: duplicate category id 7"),
+])  # fmt: skip
+def test_parse_categories_refuses(category, message):
+    with pytest.raises(PanopticEvalError, match=message):
+        parse_categories([{"id": 7, "isthing": 1}, category])
+
+
+def test_parse_categories_keeps_order_and_takes_category_objects():
+    by_id = {5: {"id": 5, "isthing": True}, 2: Category(2, "sky", False), 9: {"id": np.int64(9), "isthing": 1}}
+    cats = parse_categories(by_id)
+    assert cats == [Category(5, "5", True), Category(2, "sky", False), Category(9, "9", True)]
+    assert PanopticQuality(cats).categories == cats
+    with pytest.raises(PanopticEvalError, match="category id must be an integer, got '2'"):
+        parse_categories([Category("2", "sky", False)])
 
 
 def test_cli_entry_point_runs(tmp_path):

@@ -27,8 +27,8 @@ import numpy as np
 from ._confusion import FIRST_SEGMENT
 from ._matching import Segments
 from ._rle import column_runs, segment_rles
+from .categories import Category
 from .errors import PanopticEvalError
-from .metrics import Category
 
 METRICS = ("pq", "miou", "ap")
 _INSTALL_HINT = "mask AP needs pycocotools: pip install 'panoptic-eval[coco]' (or pip install pycocotools)"

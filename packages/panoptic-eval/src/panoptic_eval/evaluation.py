@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ._image import parse_segments
+from .categories import parse_categories
 from .errors import PanopticEvalError
 from .formats import ID_MASK, read_json, read_packed_png, resolve_in_folder
-from .quality import PanopticQuality, parse_categories
+from .quality import PanopticQuality
 
 
 def _default_folder(json_file: str | os.PathLike) -> str:
@@ -95,8 +96,7 @@ def evaluate(
     if not isinstance(gt_json, Mapping) or "categories" not in gt_json:
         raise PanopticEvalError(f"GT JSON {gt_json_file}: missing the 'categories' list")
     categories = parse_categories(gt_json["categories"], where=f"GT JSON {gt_json_file}: categories")
-    metric = PanopticQuality([{"id": c.id, "name": c.name, "isthing": c.isthing} for c in categories],
-                             keep_per_image=True, sync_dist=False, metrics=metrics)
+    metric = PanopticQuality(categories, keep_per_image=True, sync_dist=False, metrics=metrics)
     gt_anns = _annotations(gt_json, what="GT JSON", path=gt_json_file)
     pred_by_image = {a["image_id"]: a for a in _annotations(pred_json, what="prediction JSON", path=pred_json_file)}
     pairs = []

@@ -12,21 +12,14 @@ Formulas, per category c with matched pairs TP_c, false positives FP_c, false ne
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from ._matching import DAGGER_IOU, DAGGER_N, FN, FP, IOU, TP
+from .categories import Category
 from .errors import PanopticEvalError
 
 GROUPS = (("All", None), ("Things", True), ("Stuff", False))
-
-
-@dataclass(frozen=True)
-class Category:
-    id: int
-    name: str
-    isthing: bool
 
 
 def summarize(stats: np.ndarray, categories: Sequence[Category]) -> dict:

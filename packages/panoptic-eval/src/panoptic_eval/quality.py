@@ -13,34 +13,9 @@ from ._confusion import TABLE_LIMIT, check_id_map, is_torch_tensor
 from ._image import compute_image_stats, parse_segments
 from ._matching import N_STATS, Segments
 from ._miou_ap import ImageExtras, MiouApState, image_extras, parse_metrics
+from .categories import parse_categories
 from .errors import PanopticEvalError
-from .metrics import Category, bootstrap_ci, per_image_pq, summarize, summarize_pq_dagger
-
-
-def parse_categories(categories: Any, *, where: str = "categories") -> list[Category]:
-    """COCO category dicts (a list, or a dict keyed by id) -> :class:`Category` list.
-
-    Each needs ``id`` and ``isthing`` (0/1 or bool); ``name`` is optional.
-    """
-    if isinstance(categories, Mapping):
-        categories = list(categories.values())
-    if not isinstance(categories, Sequence) or isinstance(categories, (str, bytes)):
-        raise PanopticEvalError(f"{where}: expected a list of category objects")
-    out: list[Category] = []
-    seen: set[int] = set()
-    for k, cat in enumerate(categories):
-        if not isinstance(cat, Mapping) or "id" not in cat or "isthing" not in cat:
-            raise PanopticEvalError(f"{where}[{k}]: a category needs 'id' and 'isthing', got {cat!r}")
-        cid = cat["id"]
-        if isinstance(cid, bool) or not isinstance(cid, (int, np.integer)):
-            raise PanopticEvalError(f"{where}[{k}]: category id must be an integer, got {cid!r}")
-        if int(cid) in seen:
-            raise PanopticEvalError(f"{where}: duplicate category id {cid}")
-        if cat["isthing"] not in (0, 1, True, False):
-            raise PanopticEvalError(f"{where}[{k}]: isthing must be 0 or 1, got {cat['isthing']!r}")
-        seen.add(int(cid))
-        out.append(Category(id=int(cid), name=str(cat.get("name", cid)), isthing=bool(cat["isthing"])))
-    return out
+from .metrics import bootstrap_ci, per_image_pq, summarize, summarize_pq_dagger
 
 
 class PanopticQuality:
@@ -59,8 +34,9 @@ class PanopticQuality:
     every rank must call it).
 
     Args:
-        categories: COCO category dicts with ``id`` and ``isthing`` (order defines the order
-            of the per-class averages, as the GT JSON does for panopticapi).
+        categories: COCO category dicts with ``id`` and ``isthing``, or :class:`Category` objects
+            (checked by :func:`parse_categories`; the order defines the order of the per-class
+            averages, as the GT JSON does for panopticapi).
         keep_per_image: also keep each image's statistics (6 x C floats per image) for
             :meth:`per_image` and :meth:`bootstrap`.
         sync_dist: all-reduce over the default process group in :meth:`compute` when one is

@@ -1,4 +1,10 @@
-"""Argument checks shared by the Python wrappers: clear errors that name the argument."""
+"""Argument checks of the Python wrappers: what the op schemas cannot express.
+
+The compiled ops check tensor shapes, dtypes, devices and value ranges themselves, with one
+message for every device (``csrc/common/checks.h``); the wrappers check the kind of each
+argument (a tensor, an integer that is not a bool, a number), where the schema would accept a
+bool or answer with a RuntimeError, and the shapes of the Python-only batched helper.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,6 @@ def check_tensor(
     value: object,
     *,
     dims: int | None = None,
-    dtypes: Sequence[torch.dtype] | None = None,
     shape: Sequence[int | None] | None = None,
 ) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
@@ -25,36 +30,17 @@ def check_tensor(
     if shape is not None:
         if value.dim() != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
             raise ValueError(f"{name} must have shape {_fmt(shape)}, got {_fmt(value.shape)}")
-    if dtypes is not None and value.dtype not in dtypes:
-        names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
-        raise TypeError(f"{name} must have dtype {names}; got {str(value.dtype).replace('torch.', '')}")
     return value
+
+
+def check_tensors(**tensors: object) -> None:
+    """Each keyword argument is a torch.Tensor (the op checks its shape, dtype and device)."""
+    for name, value in tensors.items():
+        check_tensor(name, value)
 
 
 def _fmt(shape: Sequence[int | None]) -> str:
     return "[" + ", ".join("*" if s is None else str(int(s)) for s in shape) + "]"
-
-
-def check_same_device(**tensors: torch.Tensor | None) -> None:
-    present = {k: v for k, v in tensors.items() if v is not None}
-    devices = {v.device for v in present.values()}
-    if len(devices) > 1:
-        listing = ", ".join(f"{k} on {v.device}" for k, v in present.items())
-        raise ValueError(f"all tensors must be on one device, got {listing}")
-
-
-def check_odd_kernel(nms_kernel: int) -> int:
-    if isinstance(nms_kernel, bool) or not isinstance(nms_kernel, int) or nms_kernel < 1 or nms_kernel % 2 == 0:
-        raise ValueError(f"nms_kernel must be a positive odd integer (max-pool window), got {nms_kernel!r}")
-    return nms_kernel
-
-
-def check_top_k(top_k: int | None) -> int | None:
-    if top_k is None:
-        return None
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
-    return top_k
 
 
 def int_list(name: str, values: Iterable[int]) -> list[int]:

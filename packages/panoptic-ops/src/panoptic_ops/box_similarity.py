@@ -15,32 +15,28 @@ import math
 import torch
 
 from panoptic_ops._library import assert_has_ops
-from panoptic_ops._validation import check_same_device, check_tensor
+from panoptic_ops._validation import FLOAT_TYPES, check_tensors
 
 __all__ = ["UNBOXED", "box_filtered_assign", "box_filtered_similarity", "box_mask"]
 
 UNBOXED = (-math.inf, -math.inf, math.inf, math.inf)
-_COMPUTE_TYPES = (torch.float32, torch.float64)
 
 
 def _prepare(embeddings, queries, boxes, stride):
-    check_tensor("embeddings", embeddings, dims=4)
-    batch, dim = embeddings.shape[:2]
-    check_tensor("queries", queries, shape=(batch, None, dim))
-    check_tensor("boxes", boxes, shape=(batch, queries.shape[1], 4))
-    for name, t in (("embeddings", embeddings), ("queries", queries), ("boxes", boxes)):
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating tensor, got {t.dtype}")
-    check_same_device(embeddings=embeddings, queries=queries, boxes=boxes)
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+    """Half-precision inputs (autocast) cast to what the kernels compute in: float32, or float64
+    for both when embeddings and queries differ in precision; boxes in float64. The op checks
+    shapes, dtypes (integer inputs are refused there), devices and the stride's value."""
+    check_tensors(embeddings=embeddings, queries=queries, boxes=boxes)
+    if isinstance(stride, bool) or not isinstance(stride, int):
         raise ValueError(f"stride must be a positive integer (image pixels per embedding pixel), got {stride!r}")
-    # Half-precision inputs (autocast) are computed in float32.
-    dtype = torch.promote_types(embeddings.dtype, queries.dtype)
-    if dtype not in _COMPUTE_TYPES:
-        dtype = torch.float32
-    if boxes.dtype not in _COMPUTE_TYPES:
-        boxes = boxes.to(torch.float64)
-    return embeddings.to(dtype), queries.to(dtype), boxes
+    embeddings, queries = _computed(embeddings, torch.float32), _computed(queries, torch.float32)
+    if embeddings.dtype in FLOAT_TYPES and queries.dtype in FLOAT_TYPES and embeddings.dtype != queries.dtype:
+        embeddings, queries = embeddings.double(), queries.double()
+    return embeddings, queries, _computed(boxes, torch.float64)
+
+
+def _computed(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t.to(dtype) if t.is_floating_point() and t.dtype not in FLOAT_TYPES else t
 
 
 def box_filtered_similarity(
@@ -84,8 +80,6 @@ def box_filtered_assign(
     """
     assert_has_ops()
     e, q, b = _prepare(embeddings, queries, boxes, stride)
-    if q.shape[1] == 0 and e.shape[2] * e.shape[3] > 0:
-        raise ValueError("box_filtered_assign needs at least one query: queries has shape [B, 0, D]")
     return torch.ops.panoptic_ops.box_filtered_assign(e, q, b, stride)
 
 

@@ -26,17 +26,7 @@ from collections.abc import Iterable
 import torch
 
 from panoptic_ops._library import assert_has_ops
-from panoptic_ops._validation import (
-    FLOAT_TYPES,
-    INT_TYPES,
-    check_int,
-    check_odd_kernel,
-    check_same_device,
-    check_tensor,
-    check_threshold,
-    check_top_k,
-    int_list,
-)
+from panoptic_ops._validation import INT_TYPES, check_int, check_tensor, check_tensors, check_threshold, int_list
 
 __all__ = [
     "find_instance_center",
@@ -46,7 +36,6 @@ __all__ = [
     "merge_semantic_and_instance",
 ]
 
-_MASK_TYPES = (torch.bool, *INT_TYPES)
 _INT64_MAX = (1 << 63) - 1
 
 
@@ -61,8 +50,9 @@ def _label_args(
         raise ValueError(f"thing_ids must lie in [0, 2**63), got {things}")
     area = check_int("stuff_area", stuff_area, low=-_INT64_MAX - 1, high=_INT64_MAX)
     void = check_int("void_label", void_label, low=-_INT64_MAX - 1, high=_INT64_MAX)
-    if torch.compiler.is_compiling() or sem_seg.numel() == 0:
-        return divisor, things, area, void  # the data-dependent bound below needs eager tensors
+    if torch.compiler.is_compiling() or sem_seg.numel() == 0 or sem_seg.dtype not in INT_TYPES:
+        # The data-dependent bound below needs eager integer tensors; the op refuses other dtypes.
+        return divisor, things, area, void
     pixels = sem_seg.shape[-1] * sem_seg.shape[-2]
     info = torch.iinfo(sem_seg.dtype)
     largest = max(abs(info.min), info.max)
@@ -93,10 +83,15 @@ def find_instance_center(
         Tensor[K, 2] int64: (y, x) of each center in raster order.
     """
     assert_has_ops()
-    check_tensor("center_heatmap", center_heatmap, shape=(1, None, None), dtypes=FLOAT_TYPES)
+    check_tensors(center_heatmap=center_heatmap)
     return torch.ops.panoptic_ops.find_instance_center(
-        center_heatmap, check_threshold("threshold", threshold), check_odd_kernel(nms_kernel), check_top_k(top_k)
+        center_heatmap, check_threshold("threshold", threshold), *_window_args(nms_kernel, top_k)
     )
+
+
+def _window_args(nms_kernel: object, top_k: object) -> tuple[int, int | None]:
+    """The kinds of nms_kernel and top_k (integers, not bools); the op checks their values."""
+    return check_int("nms_kernel", nms_kernel), None if top_k is None else check_int("top_k", top_k)
 
 
 def group_pixels(center_points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -110,9 +105,7 @@ def group_pixels(center_points: torch.Tensor, offsets: torch.Tensor) -> torch.Te
         Tensor[1, H, W] int64 with values in [1, K] (all 0 when K = 0).
     """
     assert_has_ops()
-    check_tensor("center_points", center_points, shape=(None, 2), dtypes=(torch.int64,))
-    check_tensor("offsets", offsets, shape=(2, None, None), dtypes=FLOAT_TYPES)
-    check_same_device(center_points=center_points, offsets=offsets)
+    check_tensors(center_points=center_points, offsets=offsets)
     return torch.ops.panoptic_ops.group_pixels(center_points, offsets)
 
 
@@ -140,10 +133,7 @@ def merge_semantic_and_instance(
         Tensor[1, H, W] int64 panoptic ids.
     """
     assert_has_ops()
-    check_tensor("sem_seg", sem_seg, shape=(1, None, None), dtypes=INT_TYPES)
-    check_tensor("ins_seg", ins_seg, shape=tuple(sem_seg.shape), dtypes=INT_TYPES)
-    check_tensor("semantic_thing_seg", semantic_thing_seg, shape=tuple(sem_seg.shape), dtypes=_MASK_TYPES)
-    check_same_device(sem_seg=sem_seg, ins_seg=ins_seg, semantic_thing_seg=semantic_thing_seg)
+    check_tensors(sem_seg=sem_seg, ins_seg=ins_seg, semantic_thing_seg=semantic_thing_seg)
     divisor, things, area, void = _label_args(sem_seg, label_divisor, thing_ids, stuff_area, void_label)
     return torch.ops.panoptic_ops.merge_semantic_and_instance(
         sem_seg, ins_seg, semantic_thing_seg, divisor, things, area, void
@@ -185,17 +175,13 @@ def get_panoptic_segmentation(
         (panoptic Tensor[1, H, W] int64, centers Tensor[1, K, 2] int64).
     """
     assert_has_ops()
-    check_tensor("sem_seg", sem_seg, shape=(1, None, None), dtypes=INT_TYPES)
-    size = tuple(sem_seg.shape[1:])
-    check_tensor("center_heatmap", center_heatmap, shape=(1, *size), dtypes=FLOAT_TYPES)
-    check_tensor("offsets", offsets, shape=(2, *size), dtypes=FLOAT_TYPES)
+    check_tensors(sem_seg=sem_seg, center_heatmap=center_heatmap, offsets=offsets)
     if foreground_mask is not None:
-        check_tensor("foreground_mask", foreground_mask, shape=(1, *size), dtypes=_MASK_TYPES)
-    check_same_device(sem_seg=sem_seg, center_heatmap=center_heatmap, offsets=offsets, foreground_mask=foreground_mask)
+        check_tensors(foreground_mask=foreground_mask)
     divisor, things, area, void = _label_args(sem_seg, label_divisor, thing_ids, stuff_area, void_label)
     return torch.ops.panoptic_ops.get_panoptic_segmentation(
         sem_seg, center_heatmap, offsets, things, divisor, area, void, check_threshold("threshold", threshold),
-        check_odd_kernel(nms_kernel), check_top_k(top_k), foreground_mask,
+        *_window_args(nms_kernel, top_k), foreground_mask,
     )  # fmt: skip
 
 
@@ -226,12 +212,13 @@ def get_panoptic_segmentation_per_image(
         (panoptic Tensor[B, H, W] int64, list of B centers Tensor[K_b, 2] int64).
     """
     assert_has_ops()
-    check_tensor("sem_seg", sem_seg, dims=3, dtypes=INT_TYPES)
+    # The batch shapes; each image's call checks dtypes, devices and values.
+    check_tensor("sem_seg", sem_seg, dims=3)
     batch, height, width = sem_seg.shape
-    check_tensor("center_heatmap", center_heatmap, shape=(batch, 1, height, width), dtypes=FLOAT_TYPES)
-    check_tensor("offsets", offsets, shape=(batch, 2, height, width), dtypes=FLOAT_TYPES)
+    check_tensor("center_heatmap", center_heatmap, shape=(batch, 1, height, width))
+    check_tensor("offsets", offsets, shape=(batch, 2, height, width))
     if foreground_mask is not None:
-        check_tensor("foreground_mask", foreground_mask, shape=(batch, height, width), dtypes=_MASK_TYPES)
+        check_tensor("foreground_mask", foreground_mask, shape=(batch, height, width))
     panoptic = torch.empty((batch, height, width), dtype=torch.int64, device=sem_seg.device)
     centers = []
     for b in range(batch):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from panoptic_ops._library import assert_has_ops
-from panoptic_ops._validation import INT_TYPES, check_same_device, check_tensor, check_threshold
+from panoptic_ops._validation import check_tensors, check_threshold
 
 __all__ = ["kernel_fusion", "matrix_nms"]
 
@@ -34,7 +34,7 @@ def matrix_nms(
     Args:
         masks (Tensor[N, H, W]): binary masks (bool, integer or float 0/1).
         labels (Tensor[N]): integer labels.
-        scores (Tensor[N]): mask scores.
+        scores (Tensor[N]): float32/float64 mask scores.
         mask_area (Tensor[N], optional): precomputed areas (default: sum of each mask).
 
     Returns:
@@ -42,14 +42,9 @@ def matrix_nms(
         sorted by decayed score; keep_inds index the inputs.
     """
     assert_has_ops()
-    check_tensor("masks", masks, dims=3)
-    check_tensor("labels", labels, shape=(masks.shape[0],), dtypes=INT_TYPES)
-    check_tensor("scores", scores, shape=(masks.shape[0],), dtypes=(torch.float32, torch.float64))
-    if kernel not in ("gaussian", "linear"):
-        raise ValueError(f"kernel must be 'gaussian' or 'linear', got {kernel!r}")
+    check_tensors(masks=masks, labels=labels, scores=scores)
     if mask_area is not None:
-        check_tensor("mask_area", mask_area, shape=(masks.shape[0],))
-    check_same_device(masks=masks, labels=labels, scores=scores, mask_area=mask_area)
+        check_tensors(mask_area=mask_area)
     # The op returns (scores, labels, keep) and the masks are gathered here: an op output may not
     # alias an input, so returning masks from the op would mean a K x H x W copy inside it for
     # every caller, while mmdetection's 4-tuple is kept for users of its signature.
@@ -75,7 +70,7 @@ def kernel_fusion(
     NaN; here it keeps its own kernel unchanged.
 
     Args:
-        kernels (Tensor[N, D]): generated kernels (one per thing candidate).
+        kernels (Tensor[N, D]): float32/float64 generated kernels (one per thing candidate).
         scores (Tensor[N]): candidate scores.
         labels (Tensor[N]): integer categories.
         threshold: cosine-similarity threshold (Panoptic FCN: 0.9).
@@ -85,8 +80,5 @@ def kernel_fusion(
         decreasing score order; keep indexes the inputs.
     """
     assert_has_ops()
-    check_tensor("kernels", kernels, dims=2, dtypes=(torch.float32, torch.float64))
-    check_tensor("scores", scores, shape=(kernels.shape[0],))
-    check_tensor("labels", labels, shape=(kernels.shape[0],), dtypes=INT_TYPES)
-    check_same_device(kernels=kernels, scores=scores, labels=labels)
+    check_tensors(kernels=kernels, scores=scores, labels=labels)
     return torch.ops.panoptic_ops.kernel_fusion(kernels, scores, labels, check_threshold("threshold", threshold))

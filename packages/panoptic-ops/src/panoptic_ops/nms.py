@@ -5,20 +5,9 @@ from __future__ import annotations
 import torch
 
 from panoptic_ops._library import assert_has_ops
-from panoptic_ops._validation import FLOAT_TYPES, INT_TYPES, check_same_device, check_tensor, check_threshold
+from panoptic_ops._validation import check_tensors, check_threshold
 
 __all__ = ["batched_nms", "nms"]
-
-_BOX_TYPES_CUDA = (*FLOAT_TYPES, torch.float16, torch.bfloat16)
-
-
-def _check_boxes(boxes: torch.Tensor, scores: torch.Tensor) -> None:
-    check_tensor("boxes", boxes, shape=(None, 4))
-    allowed = _BOX_TYPES_CUDA if boxes.device.type == "cuda" else FLOAT_TYPES
-    check_tensor("boxes", boxes, dtypes=allowed)
-    check_tensor("scores", scores, shape=(boxes.shape[0],))
-    if not scores.is_floating_point():
-        raise TypeError(f"scores must be a floating tensor, got {scores.dtype}")
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -31,15 +20,14 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
 
     Args:
         boxes (Tensor[N, 4]): float32/float64 (also float16/bfloat16 on CUDA).
-        scores (Tensor[N]): scores of the boxes.
+        scores (Tensor[N]): floating scores of the boxes, on the boxes' device.
         iou_threshold: discard boxes with IoU > iou_threshold.
 
     Returns:
         Tensor[K] int64: indices of the kept boxes in decreasing score order.
     """
     assert_has_ops()
-    _check_boxes(boxes, scores)
-    check_same_device(boxes=boxes, scores=scores)
+    check_tensors(boxes=boxes, scores=scores)
     return torch.ops.panoptic_ops.nms(boxes, scores, check_threshold("iou_threshold", iou_threshold))
 
 
@@ -60,7 +48,5 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
         Tensor[K] int64 indices of the kept boxes in decreasing score order.
     """
     assert_has_ops()
-    _check_boxes(boxes, scores)
-    check_tensor("idxs", idxs, shape=(boxes.shape[0],), dtypes=INT_TYPES)
-    check_same_device(boxes=boxes, scores=scores, idxs=idxs)
+    check_tensors(boxes=boxes, scores=scores, idxs=idxs)
     return torch.ops.panoptic_ops.batched_nms(boxes, scores, idxs, check_threshold("iou_threshold", iou_threshold))

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from panoptic_eval import Category, PanopticEvalError, parse_categories
+
 from ..errors import DatasetError
 
 __all__ = [
@@ -26,15 +28,21 @@ __all__ = [
 class Categories:
     """COCO panoptic categories with contiguous indices.
 
+    Built from :func:`panoptic_eval.parse_categories`, so a category list is checked once, by the
+    same rules and with the same message as the evaluator (an integer ``id``, ``isthing`` 0 or 1;
+    a missing ``isthing`` is an error, never stuff), raised here as :class:`DatasetError`.
+
     ``class_index`` of a category is its position in the JSON's ``categories`` list (what
     detectron2 calls the contiguous id); things and stuff also get their own contiguous
     numbering (``thing_index`` / ``stuff_index``, -1 for the other kind).
 
     Attributes:
-        items: the category dicts as read (``id``, ``name``, ``isthing``, optional ``color``).
+        items: the category dicts as given (``id``, ``name``, ``isthing``, optional ``color``), copied.
+        categories: the same categories as :class:`panoptic_eval.Category` (id, name, isthing).
     """
 
     items: tuple[Mapping[str, Any], ...]
+    categories: tuple[Category, ...] = field(init=False)
     ids: tuple[int, ...] = field(init=False)
     isthing: tuple[bool, ...] = field(init=False)
     thing_index: tuple[int, ...] = field(init=False)
@@ -42,18 +50,13 @@ class Categories:
     _by_id: Mapping[int, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        ids, isthing = [], []
-        for n, cat in enumerate(self.items):
-            if not isinstance(cat, Mapping) or "id" not in cat:
-                raise DatasetError(f"categories[{n}]: expected an object with an 'id', got {cat!r}")
-            try:
-                ids.append(int(cat["id"]))
-            except (TypeError, ValueError):
-                raise DatasetError(f"categories[{n}]: id {cat['id']!r} is not an integer") from None
-            isthing.append(bool(cat.get("isthing", 0)))
-        if len(set(ids)) != len(ids):
-            dup = sorted({i for i in ids if ids.count(i) > 1})
-            raise DatasetError(f"categories: duplicate category ids {dup}")
+        try:
+            categories = tuple(parse_categories(self.items))
+        except PanopticEvalError as exc:
+            raise DatasetError(str(exc)) from None
+        items = self.items.values() if isinstance(self.items, Mapping) else self.items
+        ids = tuple(c.id for c in categories)
+        isthing = tuple(c.isthing for c in categories)
         things = stuff = 0
         thing_index, stuff_index = [], []
         for t in isthing:
@@ -61,15 +64,19 @@ class Categories:
             stuff_index.append(-1 if t else stuff)
             things += t
             stuff += not t
-        object.__setattr__(self, "ids", tuple(ids))
-        object.__setattr__(self, "isthing", tuple(isthing))
+        items = tuple(dict(c) if isinstance(c, Mapping) else dataclasses.asdict(c) for c in items)
+        object.__setattr__(self, "items", items)
+        object.__setattr__(self, "categories", categories)
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "isthing", isthing)
         object.__setattr__(self, "thing_index", tuple(thing_index))
         object.__setattr__(self, "stuff_index", tuple(stuff_index))
         object.__setattr__(self, "_by_id", {c: n for n, c in enumerate(ids)})
 
     @classmethod
     def from_list(cls, categories: Sequence[Mapping[str, Any]]) -> Categories:
-        return cls(tuple(dict(c) for c in categories))
+        """From COCO category dicts (a JSON's ``categories`` list); :class:`DatasetError` if one is malformed."""
+        return cls(categories)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -88,7 +95,7 @@ class Categories:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(str(c.get("name", c["id"])) for c in self.items)
+        return tuple(c.name for c in self.categories)
 
     @property
     def thing_classes(self) -> tuple[int, ...]:
