@@ -328,15 +328,10 @@ void merge(const CompactIds& classes, const int64_t* sem, const int64_t* ins, co
   const MergePlan plan = plan_merge(classes.values(), majority, stuff_area_of.data(), thing_ids, label_divisor,
                                     stuff_area);
   at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      if (is_thing_pixel[p]) {
-        out[p] = plan.instance_value[instances.index(ins[p])];
-      } else if (ins[p] == 0 && plan.stuff_keep[class_index[p]]) {
-        out[p] = plan.stuff_value[class_index[p]];
-      } else {
-        out[p] = void_label;
-      }
-    }
+    for (int64_t p = begin; p < end; ++p)
+      out[p] = deeplab_math::painted(is_thing_pixel[p] ? instances.index(ins[p]) : -1, ins[p], class_index[p],
+                                     plan.instance_value.data(), plan.stuff_value.data(), plan.stuff_keep.data(),
+                                     void_label);
   });
 }
 

@@ -66,13 +66,8 @@ __global__ void paint_kernel(const int64_t* class_index, const int64_t* instance
                              int64_t void_label, int64_t* out) {
   const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (p >= n) return;
-  if (instance_index[p] >= 0) {
-    out[p] = instance_value[instance_index[p]];
-  } else if (ins[p] == 0 && stuff_keep[class_index[p]]) {
-    out[p] = stuff_value[class_index[p]];
-  } else {
-    out[p] = void_label;
-  }
+  out[p] = deeplab_math::painted(instance_index[p], ins[p], class_index[p], instance_value, stuff_value, stuff_keep,
+                                 void_label);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
-// The arithmetic of the Panoptic-DeepLab ops that must match bit for bit between the CPU
-// kernels (deeplab.cpp) and the CUDA kernels (deeplab_kernel.cu), written once as host-device
-// functions (as box_similarity/box_window.h). Both builds keep every multiply and add separately
-// rounded (-ffp-contract=off, nvcc -fmad=false). No torch header: the .cu includes it.
+// The arithmetic and the final paint of the Panoptic-DeepLab ops, which must match bit for bit
+// between the CPU kernels (deeplab.cpp) and the CUDA kernels (deeplab_kernel.cu), written once as
+// host-device functions (as box_similarity/box_window.h). Both builds keep every multiply and add
+// separately rounded (-ffp-contract=off, nvcc -fmad=false). No torch header: the .cu includes it.
 #pragma once
 
 #include <cmath>
@@ -79,5 +79,18 @@ struct Nearest {
     return true;
   }
 };
+
+// The final paint of merge_semantic_and_instance for one pixel. `instance` is the index of the
+// pixel's instance when it is a thing pixel, else -1; `ins_id` its instance id (0 = none) and
+// `class_index` the index of its class. A thing pixel takes its instance's panoptic id; a pixel
+// of no instance takes its class' stuff id when that stuff region survived (stuff_keep); the
+// rest (a non-thing pixel inside an instance, a dropped or thing class outside) is void_label.
+PANOPTIC_DEEPLAB_HD inline int64_t painted(int64_t instance, int64_t ins_id, int64_t class_index,
+                                           const int64_t* instance_value, const int64_t* stuff_value,
+                                           const uint8_t* stuff_keep, int64_t void_label) {
+  if (instance >= 0) return instance_value[instance];
+  if (ins_id == 0 && stuff_keep[class_index]) return stuff_value[class_index];
+  return void_label;
+}
 
 }  // namespace panoptic_ops::deeplab_math
