@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <utility>
 
 #include "common/checks.h"
 
@@ -32,10 +33,15 @@ inline void check_group(const at::Tensor& center_points, const at::Tensor& offse
   checks::check_same_device({{"center_points", &center_points}, {"offsets", &offsets}});
 }
 
-inline void check_merge(const at::Tensor& sem_seg, const at::Tensor& ins_seg, const at::Tensor& semantic_thing_seg) {
+// sem_seg: an integer map of shape [1, H, W]; returns (H, W).
+inline std::pair<int64_t, int64_t> check_sem_seg(const at::Tensor& sem_seg) {
   checks::check_shape(sem_seg, "sem_seg", {1, kAny, kAny});
   checks::check_integer(sem_seg, "sem_seg");
-  const int64_t height = sem_seg.size(1), width = sem_seg.size(2);
+  return {sem_seg.size(1), sem_seg.size(2)};
+}
+
+inline void check_merge(const at::Tensor& sem_seg, const at::Tensor& ins_seg, const at::Tensor& semantic_thing_seg) {
+  const auto [height, width] = check_sem_seg(sem_seg);
   checks::check_shape(ins_seg, "ins_seg", {1, height, width});
   checks::check_integer(ins_seg, "ins_seg");
   checks::check_shape(semantic_thing_seg, "semantic_thing_seg", {1, height, width});
@@ -47,9 +53,7 @@ inline void check_merge(const at::Tensor& sem_seg, const at::Tensor& ins_seg, co
 inline void check_panoptic(const at::Tensor& sem_seg, const at::Tensor& center_heatmap, const at::Tensor& offsets,
                            int64_t nms_kernel, std::optional<int64_t> top_k,
                            const std::optional<at::Tensor>& foreground_mask) {
-  checks::check_shape(sem_seg, "sem_seg", {1, kAny, kAny});
-  checks::check_integer(sem_seg, "sem_seg");
-  const int64_t height = sem_seg.size(1), width = sem_seg.size(2);
+  const auto [height, width] = check_sem_seg(sem_seg);
   checks::check_shape(center_heatmap, "center_heatmap", {1, height, width});
   checks::check_float(center_heatmap, "center_heatmap");
   checks::check_shape(offsets, "offsets", {2, height, width});

@@ -1,6 +1,7 @@
 """The converters and the combination against panopticapi's own outputs (fixtures/panopticapi/PROVENANCE.md)."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from panoptic_eval import converters, read_id_png
+from panoptic_eval import PanopticEvalError, converters, read_id_png
 from panoptic_eval.convert_cli import main_combine, main_convert
 
 # pycocotools 2.0.11's mask.decode warns under numpy 2 (its __array__ lacks the copy keyword).
@@ -261,3 +262,20 @@ def test_real_coco_sample_against_panopticapi_published_outputs(coco_sample, tmp
                                           coco_sample / "images_info_examples.json", cats, tmp_path / "2ch",
                                           tmp_path / "2ch.json")
     assert _segment_masks(two, tmp_path / "2ch") == expected
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"id": 1.0}, r"categories\[0\]: category id must be an integer, got 1\.0"),
+        ({"isthing": "0"}, r"categories\[0\]: isthing must be 0 or 1, got '0'"),
+    ],
+)
+def test_categories_json_is_checked_as_the_evaluator_checks_it(tmp_path, change, message):
+    """The converters read categories through panoptic_eval.parse_categories: the same refusals."""
+    cats = json.loads(CATS.read_text())
+    cats[0].update(change)
+    path = tmp_path / "categories.json"
+    path.write_text(json.dumps(cats))
+    with pytest.raises(PanopticEvalError, match=rf"categories JSON {re.escape(str(path))}: {message}"):
+        converters.read_categories(path)

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import UnidentifiedImageError
 
 from ._rle import column_runs, segment_rles
+from .categories import parse_categories
 from .errors import PanopticEvalError
 from .formats import open_image, read_id_png, read_json, write_id_png, write_json_atomic, write_png_atomic
 
@@ -85,10 +86,9 @@ def read_categories(path: str | os.PathLike, *, need_color: bool = True) -> tupl
         data = data["categories"]
     if not isinstance(data, list):
         raise PanopticEvalError(f"categories JSON {path}: expected a list of categories")
+    parse_categories(data, where=f"categories JSON {path}: categories")
     by_id: dict[int, dict] = {}
-    for k, cat in enumerate(data):
-        if not isinstance(cat, Mapping) or "id" not in cat or "isthing" not in cat:
-            raise PanopticEvalError(f"categories JSON {path}: categories[{k}] needs 'id' and 'isthing'")
+    for cat in data:
         if need_color:
             _check_color(cat.get("color"), where=f"categories JSON {path}: category {cat['id']}")
         by_id[cat["id"]] = dict(cat)
