@@ -32,7 +32,7 @@ def synthetic_categories() -> Categories:
 
 TINY = CIAEConfig(
     backbone=BackboneConfig("resnet18"),
-    fpn_channels=64,  # GroupNorm(32, 64): two channels per group, so a 1 x 1 P7 of one image normalises
+    fpn_channels=32,  # GroupNorm(32, 32) on the 1 x 1 P7 of one image: one value per group (layers.GroupNorm)
     head_convs=1,
     embedding_dim=8,
     embedding_channels=32,

@@ -11,6 +11,7 @@ __all__ = [
     "NORMS",
     "Conv2dNormAct",
     "FrozenBatchNorm2d",
+    "GroupNorm",
     "SeparableConv2d",
     "c2_msra_fill",
     "c2_xavier_fill",
@@ -55,6 +56,22 @@ class FrozenBatchNorm2d(nn.Module):
         return f"{self.num_features}, eps={self.eps}"
 
 
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` that also takes groups of a single value.
+
+    torch refuses an input whose groups hold one value each (``channels == groups`` on a 1 x 1
+    map, e.g. P7 of a small image with a narrow FPN), although the formula is defined there:
+    ``x - mean = 0``, so the output is ``bias`` (and the gradient with respect to ``x`` is 0).
+    Every other input goes to ``nn.GroupNorm`` unchanged; same parameters and state_dict keys.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() >= 2 and x.numel() > 0 and x.shape[1] // self.num_groups * x[0, 0].numel() == 1:
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            return x * 0 + (self.bias.view(shape) if self.affine else 0)
+        return super().forward(x)
+
+
 def get_norm(norm: str, channels: int, *, eps: float = 1e-5, momentum: float = 0.1, gn_groups: int = 32) -> nn.Module:
     """A normalisation layer by name.
 
@@ -74,7 +91,7 @@ def get_norm(norm: str, channels: int, *, eps: float = 1e-5, momentum: float = 0
         groups = min(gn_groups, channels)
         while channels % groups:
             groups -= 1
-        return nn.GroupNorm(groups, channels, eps=eps)
+        return GroupNorm(groups, channels, eps=eps)
     if norm == "":
         return nn.Identity()
     raise ValueError(f"norm: unknown normalisation {norm!r}; expected one of {', '.join(map(repr, NORMS))}")

@@ -130,9 +130,7 @@ class CIAEConfig:
         """A small model for the synthetic dataset (128 x 160 images) that trains on a CPU in minutes:
         ResNet-18 with BN from scratch, 32-channel FPN and towers of one conv, 16-d embeddings, and the
         CIAE loss on the full-resolution P (``embedding_stride=1``: affordable at this size, and the
-        objects of a few pixels need it, see the README). Images of at most 128 px on both sides
-        need ``fpn_channels=64``: their P7 is 1 x 1, where GroupNorm(32, 32) of one image has a
-        single value per group and raises."""
+        objects of a few pixels need it, see the README)."""
         return cls(
             backbone=BackboneConfig("resnet18"),
             fpn_channels=32,
