@@ -1,7 +1,8 @@
 """The generic model test every method's test subclasses (as segmentation_models_pytorch's).
 
 A subclass sets :attr:`ModelTester.config` (a small config of its method) and inherits tests of
-the method contract: losses and gradients on a collated synthetic batch at odd sizes, valid
+the method contract: losses and gradients on a collated synthetic batch at odd sizes, float32
+losses under bfloat16 autocast, valid
 ``PanopticResult`` at the original size in eval for batches of 1 and several images, results at
 other output sizes, ``torch.compile`` of the backbone, the state_dict round trip through
 ``torch.load(weights_only=True)``, the target contract, and clear errors for bad input.
@@ -66,6 +67,16 @@ class ModelTester:
         no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
         assert not no_grad, f"parameters without gradient: {no_grad[:5]}"
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+    def test_losses_are_float32_under_autocast(self, dataset):
+        """Mixed precision (``solver.amp`` in train.py): the network runs in bfloat16, every loss is reduced in
+        float32 (sums over masks or pixels in half precision would lose most digits)."""
+        model = self.make_model(dataset.categories).train()
+        batch = self.batch(model, dataset, 2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            losses = model(batch)
+        for name, value in losses.items():
+            assert value.dtype == torch.float32 and torch.isfinite(value), name
 
     @pytest.mark.parametrize("n", [1, 3])
     def test_eval_results_at_original_size(self, dataset, n):

@@ -16,6 +16,12 @@ __all__ = [
 ]
 
 
+def _cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Tensor[N, M] float32: cos(a_i, b_j), also under autocast, which would run the matmul in half."""
+    with torch.autocast(a.device.type, enabled=False):
+        return F.normalize(a.float(), dim=1) @ F.normalize(b.float(), dim=1).T
+
+
 def centernet_focal_loss(
     logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0
 ) -> torch.Tensor:
@@ -78,7 +84,7 @@ def dictionary_triplet_loss(
         )
     num = centers.shape[0]
     valid = torch.ones(num, dtype=torch.bool, device=centers.device) if valid is None else valid.bool()
-    sim = F.normalize(anchors.float(), dim=1) @ F.normalize(centers.float(), dim=1).T  # [K, C]
+    sim = _cosine_matrix(anchors, centers)  # [K, C]
     d = 1 - sim
     d_pos = d.gather(1, classes.view(-1, 1))
     negative = valid[None, :] & (torch.arange(num, device=d.device)[None, :] != classes.view(-1, 1))
@@ -141,7 +147,7 @@ def centroid_contrast_loss(
     k = centroids.shape[0]
     if k == 0:
         return centroids.new_zeros(0)
-    sim = F.normalize(embeddings.float(), dim=1) @ F.normalize(centroids.float(), dim=1).T / temperature  # [N, K]
+    sim = _cosine_matrix(embeddings, centroids) / temperature  # [N, K]
     same = groups[instance][:, None] == groups[None, :]
     logp = torch.log_softmax(sim.masked_fill(~same, float("-inf")), dim=1)
     pixel = -logp.gather(1, instance.view(-1, 1))[:, 0]

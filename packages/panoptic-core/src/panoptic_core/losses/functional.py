@@ -112,9 +112,11 @@ def dice_loss(probs: torch.Tensor, targets: torch.Tensor, eps: float = 1e-3) -> 
         probs (Tensor[N, ...]): mask probabilities; targets (Tensor[N, ...]) in {0, 1}.
 
     Returns:
-        Tensor[N].
+        Tensor[N], float32 for half-precision probabilities.
     """
     p = probs.reshape(len(probs), -1)
+    if p.dtype in (torch.float16, torch.bfloat16):
+        p = p.float()  # sums over a whole mask in half precision (autocast) would lose most digits
     q = targets.reshape(len(targets), -1).to(p.dtype)
     a = (p * q).sum(1)
     b = (p * p).sum(1) + eps
