@@ -264,6 +264,9 @@ def test_from_label_map():
     assert [(s["category_id"], s["isthing"], s["score"]) for s in r.segments_info] == [
         (12, False, 1.0), (15, True, 0.5), (15, True, 1.0)
     ]  # fmt: skip
+    unique = torch.unique(labels, sorted=True, return_inverse=True)
+    given = PanopticResult.from_label_map(labels, [10, 11, 12, 13, 14, 15], [5], 1000, -1, {5001: 0.5}, unique=unique)
+    assert torch.equal(given.ids, r.ids) and given.segments_info == r.segments_info
     with pytest.raises(ValueError, match="outside"):
         PanopticResult.from_label_map(labels, [10, 11], [5], 1000)
 

@@ -46,6 +46,7 @@ class PanopticResult:
         label_divisor: int,
         void_label: int = -1,
         scores: dict[int, float] | None = None,
+        unique: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> PanopticResult:
         """Build a result from a ``class * label_divisor + instance`` map (Panoptic-DeepLab's output).
 
@@ -56,10 +57,12 @@ class PanopticResult:
             label_divisor: the encoding's divisor.
             void_label: the value of unpredicted pixels.
             scores: optional score per encoded label (default 1.0).
+            unique: ``torch.unique(labels, sorted=True, return_inverse=True)`` where the caller
+                has it already (one sort of the map instead of two).
 
         Segment ids are 1..N in increasing label order.
         """
-        values, inverse = torch.unique(labels, sorted=True, return_inverse=True)
+        values, inverse = unique if unique is not None else torch.unique(labels, sorted=True, return_inverse=True)
         keep = values != void_label
         # new id of each distinct value: 0 for void, 1..N for the others in order
         new_ids = torch.cumsum(keep.long(), 0) * keep

@@ -169,16 +169,21 @@ def einet_postprocess(
         best = group_thing_pixels(embedding, queries[members], pixels, s, (h / oh, w / ow))
         pixels, best = pixels[best >= 0], best[best >= 0]
         panoptic[pixels[:, 0], pixels[:, 1]] = cls * LABEL_DIVISOR + members[best] + 1
-    scores = _segment_scores(panoptic, semantic, peak)
+    unique = torch.unique(panoptic, sorted=True, return_inverse=True)
+    scores = _segment_scores(unique, semantic, peak)
     result = PanopticResult.from_label_map(
-        panoptic, categories.ids, categories.thing_classes, LABEL_DIVISOR, -1, scores
+        panoptic, categories.ids, categories.thing_classes, LABEL_DIVISOR, -1, scores, unique=unique
     )
     result.semantic = labels
     return result
 
 
-def _segment_scores(panoptic: torch.Tensor, logits: torch.Tensor, peak: torch.Tensor) -> dict[int, float]:
-    values, inverse = torch.unique(panoptic, return_inverse=True)
+def _segment_scores(
+    unique: tuple[torch.Tensor, torch.Tensor], logits: torch.Tensor, peak: torch.Tensor
+) -> dict[int, float]:
+    """Score of each encoded label of the panoptic map, from its ``(values, inverse)``: the peak of a
+    thing's center, the mean semantic probability of a stuff region."""
+    values, inverse = unique
     keep = values >= 0
     classes = torch.div(values.clamp(min=0), LABEL_DIVISOR, rounding_mode="floor")
     instance = values.clamp(min=0) % LABEL_DIVISOR

@@ -103,23 +103,29 @@ def panoptic_deeplab_postprocess(
         config.stuff_area, -1, config.center_threshold, config.nms_kernel, config.top_k,
     )  # fmt: skip
     panoptic = panoptic[0]
-    scores = _segment_scores(panoptic, semantic, center[0])
+    unique = torch.unique(panoptic, sorted=True, return_inverse=True)
+    scores = _segment_scores(panoptic, unique, semantic, center[0])
     result = PanopticResult.from_label_map(
-        panoptic, categories.ids, categories.thing_classes, LABEL_DIVISOR, -1, scores
+        panoptic, categories.ids, categories.thing_classes, LABEL_DIVISOR, -1, scores, unique=unique
     )
     result.semantic = labels[0]
     return result
 
 
-def _segment_scores(panoptic: torch.Tensor, logits: torch.Tensor, center: torch.Tensor) -> dict[int, float]:
-    """{label: score} for every non-void label of an encoded map (see :func:`panoptic_deeplab_postprocess`)."""
-    values, inverse = torch.unique(panoptic, return_inverse=True)
+def _segment_scores(
+    panoptic: torch.Tensor, unique: tuple[torch.Tensor, torch.Tensor], logits: torch.Tensor, center: torch.Tensor
+) -> dict[int, float]:
+    """{label: score} for every non-void label of an encoded map (see :func:`panoptic_deeplab_postprocess`),
+    ``unique`` being its ``torch.unique(..., return_inverse=True)``."""
+    values, inverse = unique
     inverse = inverse.reshape(-1)
     n = len(values)
     height, width = panoptic.shape
     classes = torch.div(values, LABEL_DIVISOR, rounding_mode="floor").clamp(min=0)
-    prob = torch.softmax(logits, dim=0).reshape(logits.shape[0], -1)
-    own = prob.gather(0, classes[inverse][None])[0].double()
+    # softmax(logits)[own class] as exp(own - logsumexp): one reduction over the class axis, no
+    # [C, H, W] probability map (softmax over the outer axis also copies the logits transposed).
+    flat_logits = logits.reshape(logits.shape[0], -1)
+    own = torch.exp(flat_logits.gather(0, classes[inverse][None])[0] - torch.logsumexp(flat_logits, dim=0)).double()
     area = torch.bincount(inverse, minlength=n).double()
     mean_prob = torch.bincount(inverse, weights=own, minlength=n) / area
     rows = torch.arange(height, device=panoptic.device, dtype=torch.float64).repeat_interleave(width)
