@@ -43,6 +43,16 @@ inline const char* dtype_name(at::ScalarType t) {
       return "uint8";
     case at::kBool:
       return "bool";
+    case at::ScalarType::UInt16:
+      return "uint16";
+    case at::ScalarType::UInt32:
+      return "uint32";
+    case at::ScalarType::UInt64:
+      return "uint64";
+    case at::kComplexFloat:
+      return "complex64";
+    case at::kComplexDouble:
+      return "complex128";
     default:
       return c10::toString(t);
   }

@@ -406,7 +406,7 @@ at::Tensor group_pixels_cpu(const at::Tensor& center_points, const at::Tensor& o
 at::Tensor merge_semantic_and_instance_cpu(const at::Tensor& sem_seg, const at::Tensor& ins_seg,
                                            const at::Tensor& semantic_thing_seg, int64_t label_divisor,
                                            at::IntArrayRef thing_ids, int64_t stuff_area, int64_t void_label) {
-  deeplab_checks::check_merge(sem_seg, ins_seg, semantic_thing_seg);
+  deeplab_checks::check_merge(sem_seg, ins_seg, semantic_thing_seg, label_divisor, thing_ids);
   const at::Tensor sem = sem_seg.to(at::kLong).contiguous();
   const at::Tensor ins = ins_seg.to(at::kLong).contiguous();
   const at::Tensor thing = semantic_thing_seg.contiguous();
@@ -430,7 +430,8 @@ std::tuple<at::Tensor, at::Tensor> get_panoptic_segmentation_cpu(
     const at::Tensor& sem_seg, const at::Tensor& center_heatmap, const at::Tensor& offsets, at::IntArrayRef thing_ids,
     int64_t label_divisor, int64_t stuff_area, int64_t void_label, double threshold, int64_t nms_kernel,
     std::optional<int64_t> top_k, const std::optional<at::Tensor>& foreground_mask) {
-  deeplab_checks::check_panoptic(sem_seg, center_heatmap, offsets, nms_kernel, top_k, foreground_mask);
+  deeplab_checks::check_panoptic(sem_seg, center_heatmap, offsets, label_divisor, thing_ids, nms_kernel, top_k,
+                                 foreground_mask);
   const int64_t height = sem_seg.size(1), width = sem_seg.size(2), n = height * width;
   const at::Tensor sem = sem_seg.to(at::kLong).contiguous();
   const CompactIds classes(sem.data_ptr<int64_t>(), n, nullptr);

@@ -33,6 +33,13 @@ inline void check_group(const at::Tensor& center_points, const at::Tensor& offse
   checks::check_same_device({{"center_points", &center_points}, {"offsets", &offsets}});
 }
 
+// The label arguments' ranges (the int64 bound of class * label_divisor + instance depends on the
+// values of sem_seg and is checked in panoptic_ops/deeplab.py).
+inline void check_labels(int64_t label_divisor, c10::IntArrayRef thing_ids) {
+  TORCH_CHECK_VALUE(label_divisor >= 1, "label_divisor must lie in [1, 9223372036854775807], got ", label_divisor);
+  for (const int64_t t : thing_ids) TORCH_CHECK_VALUE(t >= 0, "thing_ids must lie in [0, 2**63), got ", thing_ids);
+}
+
 // sem_seg: an integer map of shape [1, H, W]; returns (H, W).
 inline std::pair<int64_t, int64_t> check_sem_seg(const at::Tensor& sem_seg) {
   checks::check_shape(sem_seg, "sem_seg", {1, kAny, kAny});
@@ -40,7 +47,8 @@ inline std::pair<int64_t, int64_t> check_sem_seg(const at::Tensor& sem_seg) {
   return {sem_seg.size(1), sem_seg.size(2)};
 }
 
-inline void check_merge(const at::Tensor& sem_seg, const at::Tensor& ins_seg, const at::Tensor& semantic_thing_seg) {
+inline void check_merge(const at::Tensor& sem_seg, const at::Tensor& ins_seg, const at::Tensor& semantic_thing_seg,
+                        int64_t label_divisor, c10::IntArrayRef thing_ids) {
   const auto [height, width] = check_sem_seg(sem_seg);
   checks::check_shape(ins_seg, "ins_seg", {1, height, width});
   checks::check_integer(ins_seg, "ins_seg");
@@ -48,11 +56,12 @@ inline void check_merge(const at::Tensor& sem_seg, const at::Tensor& ins_seg, co
   checks::check_mask(semantic_thing_seg, "semantic_thing_seg");
   checks::check_same_device(
       {{"sem_seg", &sem_seg}, {"ins_seg", &ins_seg}, {"semantic_thing_seg", &semantic_thing_seg}});
+  check_labels(label_divisor, thing_ids);
 }
 
 inline void check_panoptic(const at::Tensor& sem_seg, const at::Tensor& center_heatmap, const at::Tensor& offsets,
-                           int64_t nms_kernel, std::optional<int64_t> top_k,
-                           const std::optional<at::Tensor>& foreground_mask) {
+                           int64_t label_divisor, c10::IntArrayRef thing_ids, int64_t nms_kernel,
+                           std::optional<int64_t> top_k, const std::optional<at::Tensor>& foreground_mask) {
   const auto [height, width] = check_sem_seg(sem_seg);
   checks::check_shape(center_heatmap, "center_heatmap", {1, height, width});
   checks::check_float(center_heatmap, "center_heatmap");
@@ -66,6 +75,7 @@ inline void check_panoptic(const at::Tensor& sem_seg, const at::Tensor& center_h
                              {"center_heatmap", &center_heatmap},
                              {"offsets", &offsets},
                              {"foreground_mask", checks::optional_ptr(foreground_mask)}});
+  check_labels(label_divisor, thing_ids);
   check_window(nms_kernel, top_k);
 }
 

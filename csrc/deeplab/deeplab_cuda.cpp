@@ -76,7 +76,7 @@ at::Tensor group_pixels_cuda(const at::Tensor& center_points, const at::Tensor& 
   const c10::DeviceGuard guard(offsets.device());
   deeplab_checks::check_group(center_points, offsets);
   const at::Tensor off = offsets.contiguous();
-  const at::Tensor centers = center_points.to(off.device()).contiguous();
+  const at::Tensor centers = center_points.contiguous();
   const int64_t height = off.size(1), width = off.size(2);
   at::Tensor out = at::zeros({1, height, width}, off.options().dtype(at::kLong));
   if (centers.size(0) == 0) return out;
@@ -89,7 +89,7 @@ at::Tensor merge_semantic_and_instance_cuda(const at::Tensor& sem_seg, const at:
                                             const at::Tensor& semantic_thing_seg, int64_t label_divisor,
                                             at::IntArrayRef thing_ids, int64_t stuff_area, int64_t void_label) {
   const c10::DeviceGuard guard(sem_seg.device());
-  deeplab_checks::check_merge(sem_seg, ins_seg, semantic_thing_seg);
+  deeplab_checks::check_merge(sem_seg, ins_seg, semantic_thing_seg, label_divisor, thing_ids);
   const at::Tensor sem = sem_seg.to(at::kLong).contiguous().flatten();
   const at::Tensor ins = ins_seg.to(at::kLong).contiguous().flatten();
   const at::Tensor is_thing = (ins > 0) & (semantic_thing_seg.flatten() > 0);
@@ -101,7 +101,8 @@ std::tuple<at::Tensor, at::Tensor> get_panoptic_segmentation_cuda(
     int64_t label_divisor, int64_t stuff_area, int64_t void_label, double threshold, int64_t nms_kernel,
     std::optional<int64_t> top_k, const std::optional<at::Tensor>& foreground_mask) {
   const c10::DeviceGuard guard(sem_seg.device());
-  deeplab_checks::check_panoptic(sem_seg, center_heatmap, offsets, nms_kernel, top_k, foreground_mask);
+  deeplab_checks::check_panoptic(sem_seg, center_heatmap, offsets, label_divisor, thing_ids, nms_kernel, top_k,
+                                 foreground_mask);
   const int64_t height = sem_seg.size(1), width = sem_seg.size(2);
   const at::Tensor sem = sem_seg.to(at::kLong).contiguous().flatten();
   at::Tensor thing;

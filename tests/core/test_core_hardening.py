@@ -68,7 +68,7 @@ CASES = {
     "isthing string": (lambda d: d["categories"][4].update(isthing="0"), r"\[4\]: isthing must be 0 or 1, got '0'"),
     "isthing 2": (lambda d: d["categories"][4].update(isthing=2), "isthing must be 0 or 1, got 2"),
     "isthing null": (lambda d: d["categories"][4].update(isthing=None), "isthing must be 0 or 1, got None"),
-    "isthing float": (lambda d: d["categories"][0].update(isthing=1.0), "isthing must be 0 or 1, got 1.0"),
+    "isthing float": (lambda d: d["categories"][0].update(isthing=0.5), "isthing must be 0 or 1, got 0.5"),
     "isthing missing": (lambda d: d["categories"][4].pop("isthing"), r"\[4\]: a category needs 'id' and 'isthing'"),
     "category id repeats": (lambda d: d["categories"][1].update(id=1), "categories: duplicate category id 1"),
     "image id list": (lambda d: d["annotations"][0].update(image_id=[0]), "image id must be an integer or a string"),

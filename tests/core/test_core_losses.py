@@ -100,6 +100,21 @@ def test_weighted_dice_by_hand():
     assert math.isclose(float(WeightedDiceLoss()(big, targets, weights)), 0.25, rel_tol=1e-5)
 
 
+def test_dice_losses_sum_half_precision_in_float32():
+    """Under autocast the mask probabilities come in bfloat16; the sums over 4096 pixels run in
+    float32, so the loss equals the float32 loss of the same (rounded) probabilities."""
+    torch.manual_seed(0)
+    probs = torch.rand(3, 2, 4096).bfloat16()
+    targets = (torch.rand(3, 4096) > 0.5).float()
+    weights = torch.rand(3, 2).bfloat16()
+    got = weighted_dice_loss(probs, targets, weights)
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, weighted_dice_loss(probs.float(), targets, weights.float()), rtol=0, atol=1e-6)
+    plain = dice_loss(probs[:, 0], targets)
+    assert plain.dtype == torch.float32
+    assert torch.allclose(plain, dice_loss(probs[:, 0].float(), targets), rtol=0, atol=1e-6)
+
+
 def test_iou_losses_by_hand():
     same = torch.ones(1, 4)
     for kind in ("iou", "linear_iou", "giou"):

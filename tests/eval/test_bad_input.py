@@ -175,7 +175,7 @@ def test_in_memory_errors():
     ({"id": 1, "isthing": "0"}, r"categories\[1\]: isthing must be 0 or 1, got '0'"),
     ({"id": 1, "isthing": 2}, "isthing must be 0 or 1, got 2"),
     ({"id": 1, "isthing": None}, "isthing must be 0 or 1, got None"),
-    ({"id": 1, "isthing": 1.0}, "isthing must be 0 or 1, got 1.0"),
+    ({"id": 1, "isthing": 0.5}, "isthing must be 0 or 1, got 0.5"),
     ({"id": 7, "isthing": 0}, "categories: duplicate category id 7"),
 ])  # fmt: skip
 def test_parse_categories_refuses(category, message):
@@ -190,6 +190,9 @@ def test_parse_categories_keeps_order_and_takes_category_objects():
     assert PanopticQuality(cats).categories == cats
     with pytest.raises(PanopticEvalError, match="category id must be an integer, got '2'"):
         parse_categories([Category("2", "sky", False)])
+    # 1.0 / 0.0 are read as panopticapi reads them (isthing == 1).
+    floats = parse_categories([{"id": 1, "isthing": 1.0}, {"id": 2, "isthing": 0.0}])
+    assert [c.isthing for c in floats] == [True, False]
 
 
 def test_cli_entry_point_runs(tmp_path):

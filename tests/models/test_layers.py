@@ -14,6 +14,13 @@ def test_group_norm_equals_torch_where_torch_accepts_the_input():
     for shape in [(2, 32, 5, 7), (1, 32, 1, 1), (1, 32, 3)]:
         x = torch.randn(shape)
         assert torch.equal(ours(x), theirs(x))
+    # One value per group, but two images: torch accepts it, so it is torch's computation.
+    ours, theirs = GroupNorm(32, 32), nn.GroupNorm(32, 32)
+    nn.init.normal_(theirs.weight), nn.init.normal_(theirs.bias)
+    ours.load_state_dict(theirs.state_dict())
+    for shape in [(2, 32, 1, 1), (1, 32, 1, 2)]:
+        x = torch.randn(shape)
+        assert torch.equal(ours(x), theirs(x))
 
 
 def test_group_norm_of_single_value_groups_is_the_formula():
@@ -27,6 +34,7 @@ def test_group_norm_of_single_value_groups_is_the_formula():
     assert torch.equal(out, norm.bias.detach().view(1, -1, 1, 1).expand_as(out))
     out.sum().backward()
     assert torch.equal(x.grad, torch.zeros_like(x)) and torch.equal(norm.bias.grad, torch.ones(32))
+    assert torch.equal(norm.weight.grad, torch.zeros(32))  # a gradient, not None (DDP expects one)
     # The same as the formula computed with a reduction over the group's one value.
     mean = x.mean(dim=(2, 3), keepdim=True)
     var = x.var(dim=(2, 3), unbiased=False, keepdim=True)

@@ -48,6 +48,12 @@ def _deeplab(device):
         (TypeError, "semantic_thing_seg must have dtype bool, int64, int32, int16, int8, uint8; got float32",
          lambda: panoptic_ops.merge_semantic_and_instance(sem, sem, heat, **labels),
          lambda: OPS.merge_semantic_and_instance(sem, sem, heat, 1000, [1], 0, 0)),
+        (ValueError, "label_divisor must lie in [1, 9223372036854775807], got 0",
+         lambda: panoptic_ops.merge_semantic_and_instance(sem, sem, sem, **{**labels, "label_divisor": 0}),
+         lambda: OPS.merge_semantic_and_instance(sem, sem, sem, 0, [1], 0, 0)),
+        (ValueError, "thing_ids must lie in [0, 2**63), got [-1]",
+         *both((sem, heat, off), {**labels, "thing_ids": [-1]},
+               (sem, heat, off, [-1], 1000, 0, 0, 0.1, 3, None, None))),
         (TypeError, "sem_seg must have dtype int64, int32, int16, int8, uint8; got float32",
          *both((heat, heat, off), labels, (heat, heat, off, *pan, 0.1, 3, None, None))),
         (ValueError, "offsets must have shape [2, 4, 5], got [2, 4, 4]",
@@ -150,6 +156,32 @@ def test_wrapper_and_op_raise_the_same_error(family, device):
                 call()
             texts.append(str(caught.value))
         assert texts[0] == texts[1], message
+
+
+@pytest.mark.parametrize(
+    ("call", "args", "error", "message"),
+    [
+        (panoptic_ops.nms, (torch.zeros(3, 5), torch.zeros(3), 0.5), ValueError,
+         "boxes must have shape [*, 4], got [3, 5]"),
+        (panoptic_ops.box_filtered_similarity, (torch.zeros(3, 4, 4), torch.zeros(1, 2, 3), torch.zeros(1, 2, 4), 4),
+         ValueError, "embeddings must have 4 dimensions, got shape [3, 4, 4]"),
+        (panoptic_ops.kernel_fusion, (torch.zeros(2), torch.zeros(2), torch.zeros(2, dtype=LONG)), ValueError,
+         "kernels must have 2 dimensions, got shape [2]"),
+        (panoptic_ops.get_panoptic_segmentation,
+         (torch.zeros(1, 4, 5, dtype=LONG), torch.zeros(1, 4, 5), torch.zeros(2, 4, 4), [1], 1000, 0, 0),
+         ValueError, "offsets must have shape [2, 4, 5], got [2, 4, 4]"),
+        (panoptic_ops.merge_semantic_and_instance,
+         (torch.zeros(1, 4, 5, dtype=LONG), torch.zeros(1, 4, 5, dtype=LONG), torch.zeros(1, 4, 5), 1000, [1], 0, 0),
+         TypeError, "semantic_thing_seg must have dtype bool"),
+    ],
+)  # fmt: skip
+def test_compiled_calls_raise_the_same_error(call, args, error, message):
+    """Under torch.compile(fullgraph=True) the fake kernels only give shapes; the op's own checks
+    raise when the graph runs, with the eager message."""
+    torch._dynamo.reset()
+    compiled = torch.compile(call, fullgraph=True, backend="aot_eager")
+    with pytest.raises(error, match=re.escape(message)):
+        compiled(*args)
 
 
 def _on_cpu_kernel(op, *args):

@@ -39,19 +39,22 @@ def _is_integer(value: Any) -> bool:
 
 
 def _is_flag(value: Any) -> bool:
-    """False / True or the integers 0 / 1 (not "0", which is truthy, nor 1.0 or None)."""
-    return isinstance(value, (bool, np.bool_)) or (_is_integer(value) and value in (0, 1))
+    """False / True, 0 / 1, or 0.0 / 1.0 (which panopticapi's ``isthing == 1`` reads the same);
+    not "0", which is truthy, nor 2 or None, which it would take for stuff."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    return (_is_integer(value) or isinstance(value, (float, np.floating))) and value in (0, 1)
 
 
 def parse_categories(categories: Any, *, where: str = "categories") -> list[Category]:
     """COCO category dicts (a list, or a dict keyed by id) -> :class:`Category` list, in order.
 
-    Each entry needs an integer ``id`` (unique) and ``isthing`` (0, 1, False or True); ``name``
+    Each entry needs an integer ``id`` (unique) and ``isthing`` (0, 1, False, True, 0.0 or 1.0); ``name``
     is optional. :class:`Category` objects are accepted as entries too (and checked the same way).
 
     Raises:
         PanopticEvalError: naming ``where`` and the entry, e.g. a missing ``isthing``, an id
-            that is a float, string or bool, ``isthing`` "0", 2, 1.0 or None, a repeated id.
+            that is a float, string or bool, ``isthing`` "0", 2 or None, a repeated id.
     """
     if isinstance(categories, Mapping):
         categories = list(categories.values())

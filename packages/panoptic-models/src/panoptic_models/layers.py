@@ -57,18 +57,21 @@ class FrozenBatchNorm2d(nn.Module):
 
 
 class GroupNorm(nn.GroupNorm):
-    """``nn.GroupNorm`` that also takes groups of a single value.
+    """``nn.GroupNorm`` that also takes a single image whose groups hold one value each.
 
-    torch refuses an input whose groups hold one value each (``channels == groups`` on a 1 x 1
-    map, e.g. P7 of a small image with a narrow FPN), although the formula is defined there:
-    ``x - mean = 0``, so the output is ``bias`` (and the gradient with respect to ``x`` is 0).
-    Every other input goes to ``nn.GroupNorm`` unchanged; same parameters and state_dict keys.
+    torch refuses the one input where every group of the batch holds a single value (one image,
+    ``channels == groups``, a 1 x 1 map, e.g. P7 of a small image with a narrow FPN), although
+    the formula is defined there: ``x - mean = 0``, so the output is ``bias`` and the gradients
+    are 0 for ``x`` and ``weight``, 1 for ``bias``. Every other input goes to ``nn.GroupNorm``;
+    same parameters and state_dict keys.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() >= 2 and x.numel() > 0 and x.shape[1] // self.num_groups * x[0, 0].numel() == 1:
+        if x.dim() >= 2 and x.shape[0] * (x.shape[1] // self.num_groups) * x[0, 0].numel() == 1:
+            if not self.affine:
+                return x * 0
             shape = (1, -1) + (1,) * (x.dim() - 2)
-            return x * 0 + (self.bias.view(shape) if self.affine else 0)
+            return x * 0 * self.weight.view(shape) + self.bias.view(shape)
         return super().forward(x)
 
 

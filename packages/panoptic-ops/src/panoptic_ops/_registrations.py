@@ -1,4 +1,8 @@
-"""Fake (meta) kernels for torch.compile and autograd formulas of the compiled ops."""
+"""Fake (meta) kernels for torch.compile and autograd formulas of the compiled ops.
+
+The fake kernels only give output shapes and tolerate any input rank: the argument checks are
+the ops' own (csrc/*/..._checks.h), so under torch.compile a bad input raises the same error
+when the compiled graph runs."""
 
 from __future__ import annotations
 
@@ -46,25 +50,25 @@ def _kept_count(n):
 
 @torch.library.register_fake(f"{_LIB}::nms")
 def _nms_fake(boxes, scores, iou_threshold):
-    return boxes.new_empty((_kept_count(boxes.shape[0]),), dtype=torch.int64)
+    return boxes.new_empty((_kept_count(boxes.shape[0] if boxes.dim() else 0),), dtype=torch.int64)
 
 
 @torch.library.register_fake(f"{_LIB}::batched_nms")
 def _batched_nms_fake(boxes, scores, idxs, iou_threshold):
-    return boxes.new_empty((_kept_count(boxes.shape[0]),), dtype=torch.int64)
+    return boxes.new_empty((_kept_count(boxes.shape[0] if boxes.dim() else 0),), dtype=torch.int64)
 
 
 @torch.library.register_fake(f"{_LIB}::matrix_nms")
 def _matrix_nms_fake(masks, labels, scores, kernel, sigma, filter_thr, nms_pre, max_num, mask_area):
-    count = _kept_count(masks.shape[0])
+    count = _kept_count(masks.shape[0] if masks.dim() else 0)
     return scores.new_empty((count,)), labels.new_empty((count,)), labels.new_empty((count,), dtype=torch.int64)
 
 
 @torch.library.register_fake(f"{_LIB}::kernel_fusion")
 def _kernel_fusion_fake(kernels, scores, labels, threshold):
-    count = _kept_count(kernels.shape[0])
+    count = _kept_count(kernels.shape[0] if kernels.dim() else 0)
     return (
-        kernels.new_empty((count, kernels.shape[1])),
+        kernels.new_empty((count, *kernels.shape[1:])),
         scores.new_empty((count,)),
         labels.new_empty((count,)),
         labels.new_empty((count,), dtype=torch.int64),
@@ -73,17 +77,13 @@ def _kernel_fusion_fake(kernels, scores, labels, threshold):
 
 @torch.library.register_fake(f"{_LIB}::box_filtered_similarity")
 def _similarity_fake(embeddings, queries, boxes, stride):
-    batch, _, height, width = embeddings.shape
-    return embeddings.new_empty((batch, queries.shape[1], height, width))
+    return embeddings.new_empty((*embeddings.shape[:1], *queries.shape[1:2], *embeddings.shape[2:]))
 
 
 @torch.library.register_fake(f"{_LIB}::box_filtered_assign")
 def _assign_fake(embeddings, queries, boxes, stride):
-    batch, _, height, width = embeddings.shape
-    return (
-        embeddings.new_empty((batch, height, width), dtype=torch.int64),
-        embeddings.new_empty((batch, height, width)),
-    )
+    shape = (*embeddings.shape[:1], *embeddings.shape[2:])
+    return embeddings.new_empty(shape, dtype=torch.int64), embeddings.new_empty(shape)
 
 
 def _similarity_setup_context(ctx, inputs, output):

@@ -42,18 +42,20 @@ _INT64_MAX = (1 << 63) - 1
 def _label_args(
     sem_seg: torch.Tensor, label_divisor: object, thing_ids: Iterable[int], stuff_area: object, void_label: object
 ) -> tuple[int, list[int], int, int]:
-    """Checked (label_divisor, thing_ids, stuff_area, void_label): integers, never truncated,
+    """(label_divisor, thing_ids, stuff_area, void_label) as the op takes them: integers, never
+    truncated, that fit int64 (the op checks their ranges: label_divisor >= 1, thing_ids >= 0),
     with ``class * label_divisor + instance`` inside int64 for every class in ``sem_seg``."""
-    divisor = check_int("label_divisor", label_divisor, low=1, high=_INT64_MAX)
+    divisor = check_int("label_divisor", label_divisor, low=-_INT64_MAX - 1, high=_INT64_MAX)
     things = int_list("thing_ids", thing_ids)
-    if things and (things[0] < 0 or things[-1] > _INT64_MAX):
+    if things and (things[0] < -_INT64_MAX - 1 or things[-1] > _INT64_MAX):
         raise ValueError(f"thing_ids must lie in [0, 2**63), got {things}")
     area = check_int("stuff_area", stuff_area, low=-_INT64_MAX - 1, high=_INT64_MAX)
     void = check_int("void_label", void_label, low=-_INT64_MAX - 1, high=_INT64_MAX)
-    if torch.compiler.is_compiling() or sem_seg.numel() == 0 or sem_seg.dtype not in INT_TYPES:
-        # The data-dependent bound below needs eager integer tensors; the op refuses other dtypes.
+    if torch.compiler.is_compiling() or sem_seg.numel() == 0 or sem_seg.dtype not in INT_TYPES or divisor < 1:
+        # The data-dependent bound below needs eager integer tensors; the op refuses other dtypes
+        # and divisors.
         return divisor, things, area, void
-    pixels = sem_seg.shape[-1] * sem_seg.shape[-2]
+    pixels = sem_seg.numel()  # the instance numbers of one [1, H, W] map stay below H * W
     info = torch.iinfo(sem_seg.dtype)
     largest = max(abs(info.min), info.max)
     if largest * divisor + pixels > _INT64_MAX:
@@ -90,8 +92,16 @@ def find_instance_center(
 
 
 def _window_args(nms_kernel: object, top_k: object) -> tuple[int, int | None]:
-    """The kinds of nms_kernel and top_k (integers, not bools); the op checks their values."""
-    return check_int("nms_kernel", nms_kernel), None if top_k is None else check_int("top_k", top_k)
+    """nms_kernel and top_k as the op takes them: integers, not bools (the op checks their values)."""
+    if not _is_int(nms_kernel):
+        raise ValueError(f"nms_kernel must be a positive odd integer (max-pool window), got {nms_kernel!r}")
+    if top_k is not None and not _is_int(top_k):
+        raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
+    return int(nms_kernel), None if top_k is None else int(top_k)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def group_pixels(center_points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,8 @@ def matrix_nms(
     check_tensors(masks=masks, labels=labels, scores=scores)
     if mask_area is not None:
         check_tensors(mask_area=mask_area)
+    if not isinstance(kernel, str):  # the op checks the name; the schema would answer a RuntimeError
+        raise ValueError(f"kernel must be 'gaussian' or 'linear', got {kernel!r}")
     # The op returns (scores, labels, keep) and the masks are gathered here: an op output may not
     # alias an input, so returning masks from the op would mean a K x H x W copy inside it for
     # every caller, while mmdetection's 4-tuple is kept for users of its signature.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,11 +50,13 @@ class Categories:
     _by_id: Mapping[int, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        items = self.items.values() if isinstance(self.items, Mapping) else self.items
+        if isinstance(items, Iterable) and not isinstance(items, (str, bytes)):
+            items = tuple(items)  # any iterable of categories (a generator, dict.values())
         try:
-            categories = tuple(parse_categories(self.items))
+            categories = tuple(parse_categories(items))
         except PanopticEvalError as exc:
             raise DatasetError(str(exc)) from None
-        items = self.items.values() if isinstance(self.items, Mapping) else self.items
         ids = tuple(c.id for c in categories)
         isthing = tuple(c.isthing for c in categories)
         things = stuff = 0

@@ -104,6 +104,12 @@ def sigmoid_focal_loss(
     return reduce(loss, reduction)
 
 
+def _summable(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 when it is half precision (autocast): sums over a whole mask in float16 or
+    bfloat16 would lose most digits."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def dice_loss(probs: torch.Tensor, targets: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """Dice loss of SOLO / SOLOv2 (Wang et al., eq. 3), one value per mask:
     ``1 - 2 sum(p q) / (sum(p^2) + eps + sum(q^2) + eps)``.
@@ -114,9 +120,7 @@ def dice_loss(probs: torch.Tensor, targets: torch.Tensor, eps: float = 1e-3) -> 
     Returns:
         Tensor[N], float32 for half-precision probabilities.
     """
-    p = probs.reshape(len(probs), -1)
-    if p.dtype in (torch.float16, torch.bfloat16):
-        p = p.float()  # sums over a whole mask in half precision (autocast) would lose most digits
+    p = _summable(probs.reshape(len(probs), -1))
     q = targets.reshape(len(targets), -1).to(p.dtype)
     a = (p * q).sum(1)
     b = (p * p).sum(1) + eps
@@ -143,8 +147,9 @@ def weighted_dice_loss(
         weights (Tensor[N, k]): the positions' scores.
 
     Returns:
-        Tensor[N].
+        Tensor[N], float32 for half-precision probabilities or weights.
     """
+    probs, weights = _summable(probs), _summable(weights)
     q = targets.unsqueeze(1).to(probs.dtype)
     denom = ((probs * probs).sum(-1) + (q * q).sum(-1)).clamp(min=eps)
     dice = 1 - 2 * (probs * q).sum(-1) / denom
