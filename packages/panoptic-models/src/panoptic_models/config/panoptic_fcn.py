@@ -138,9 +138,13 @@ class PanopticFCNConfig:
 
     @classmethod
     def synthetic(cls) -> PanopticFCNConfig:
-        """A small model for the synthetic dataset (128 x 160 images) that trains on a CPU in minutes."""
+        """A small model for the synthetic dataset (128 x 160 images) that trains on a CPU in minutes,
+        with the feature encoder and the masks at 1/2 (``common_stride=2``; upstream's 1/4 stays for
+        COCO and Cityscapes): the synthetic objects start at 4 px, and a third of those under 61 px
+        do not survive a 1/4 round trip (oracle PQ 84.7 at 1/4, 94.8 at 1/2 on synthetic val)."""
         return cls(
             backbone=BackboneConfig("resnet18"),
+            common_stride=2,
             fpn_channels=64,
             semantic_fpn_channels=64,
             position_channels=64,
