@@ -16,6 +16,8 @@ _INT64_MIN, _INT64_END = -(1 << 63), 1 << 63
 
 def _as_int(value: Any, *, where: str, key: str, low: int = _INT64_MIN) -> int:
     """``value`` as an int in [low, 2**63) (the int64 arrays statistics are kept in)."""
+    if type(value) is int and low <= value < _INT64_END:  # the common case, without the checks below
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise PanopticEvalError(f"{where}: {key} must be an integer, got {value!r}")
     if not low <= int(value) < _INT64_END:
