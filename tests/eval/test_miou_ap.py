@@ -298,3 +298,41 @@ def test_distributed_reduction_of_every_metric():
         for key in ("AP", "AP50", "AP75"):
             assert res[key] == pytest.approx(expected[key], abs=1e-12)
         assert res["All"]["pq"] == pytest.approx(expected["All"]["pq"], abs=1e-12)
+
+
+def test_ap_on_adversarial_images_matches_cocoeval_on_rles():
+    """Mask AP from counted intersections against COCOeval on pycocotools' own RLEs: more than
+    100 detections in an image (COCOeval's maxDets cut), tied scores (its mergesort order), a crowd
+    GT covering several detections, a GT thing listed but absent from the map (panopticapi refuses
+    absent predicted segments)."""
+    cats = categories()
+    thing = [c["id"] for c in cats if c["isthing"]]
+    rng = np.random.default_rng(7)
+    imgs = []
+    h, w = 40, 60
+    # Image 0: 150 predicted 2 x 2 squares over 12 GT squares, scores from 5 values (ties).
+    gt = np.zeros((h, w), np.int64)
+    gi = []
+    for k in range(12):  # on the detections' 2 x 2 grid: 8 exact matches, 4 shifted by one pixel
+        y, x = 2 * (k // 6), 4 * (k % 6) + int(k >= 8)
+        gt[y : y + 2, x : x + 2] = 100 + k
+        gi.append({"id": 100 + k, "category_id": thing[0], "iscrowd": 0})
+    gt[30:40, 0:30] = 200
+    gi.append({"id": 200, "category_id": thing[0], "iscrowd": 1})
+    gi.append({"id": 300, "category_id": thing[1 % len(thing)], "iscrowd": 0})  # listed, absent
+    pred = np.zeros((h, w), np.int64)
+    pi = []
+    for k in range(150):
+        y, x = 2 * (k // 30), 2 * (k % 30)
+        pred[y : y + 2, x : x + 2] = 1000 + k
+        # 120 of one category: more than COCOeval's 100 per (image, category)
+        category = thing[0] if k < 120 else thing[int(rng.integers(len(thing)))]
+        pi.append({"id": 1000 + k, "category_id": category, "score": float(rng.integers(5)) / 5})
+    for k in range(5):  # inside the crowd region
+        pred[31 + k, 2 * k : 2 * k + 6] = 2000 + k
+        pi.append({"id": 2000 + k, "category_id": thing[0], "score": 0.9})
+    imgs.append((gt, gi, pred, pi))
+    imgs.extend(images(11, 3))
+    res = filled(imgs).compute()
+    assert [res["AP"], res["AP50"], res["AP75"]] == pytest.approx(reference_ap(imgs, cats), abs=1e-12)
+    assert 0 < res["AP"] < 1

@@ -8,10 +8,15 @@ predicted VOID or unlisted pixels on a labelled GT pixel count as a miss of that
 included) and ``Pred_c`` the pixels predicted c on labelled GT; ``mIoU`` is the mean over the
 categories with GT pixels.
 
-Mask AP (COCO, pycocotools' ``COCOeval`` with ``iouType="segm"``): GT instances are the thing
-segments of the GT (crowd ones as ``iscrowd=1``, which COCOeval ignores and lets absorb
-detections); detections are the thing segments of the predictions that carry a ``score``. Both
-are kept as compressed RLEs (see :mod:`._rle`), so the state grows with the thing segments only.
+Mask AP (COCO, pycocotools' ``COCOeval`` with segm IoUs): GT instances are the thing segments
+of the GT (crowd ones as ``iscrowd=1``, which COCOeval ignores and lets absorb detections);
+detections are the thing segments of the predictions that carry a ``score``. A mask IoU needs
+only the two areas and the intersection, and PQ's segment confusion matrix already counts every
+(GT segment, predicted segment) intersection. So no mask or RLE is made: each image keeps its
+thing instances (category, iscrowd or score, area) and their intersection counts, and COCOeval's
+``computeIoU`` is given the IoUs pycocotools' ``maskUtils.iou`` computes from RLEs, the same
+doubles (``i / u`` of the same integers; ``u`` the detection's area for a crowd GT). The state
+grows with the thing segments only.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ import numpy as np
 
 from ._confusion import FIRST_SEGMENT
 from ._matching import Segments
-from ._rle import column_runs, segment_rles
 from .categories import Category
 from .errors import PanopticEvalError
 
@@ -73,8 +77,9 @@ class ImageExtras:
         category_confusion (int64[C + 1, C + 1] or None): GT category x predicted category
             pixel counts, index C = VOID / unlisted.
         size: (height, width).
-        gt_instances: (category id, iscrowd, compressed RLE, area) per GT thing segment.
-        pred_instances: (category id, score, compressed RLE, area) per scored predicted thing segment.
+        gt_instances: (category id, iscrowd, area) per GT thing segment, in segments_info order.
+        pred_instances: (category id, score, area) per scored predicted thing segment, in order.
+        intersections (int64[G, P]): pixels shared by GT instance g and predicted instance p.
         n_scored: predicted segments (any category) that carry a score.
     """
 
@@ -82,6 +87,7 @@ class ImageExtras:
     size: tuple[int, int] = (0, 0)
     gt_instances: list = field(default_factory=list)
     pred_instances: list = field(default_factory=list)
+    intersections: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
     n_scored: int = 0
 
 
@@ -108,34 +114,24 @@ def image_extras(
     is_thing: np.ndarray,
     id_mask: int | None = None,
 ) -> ImageExtras:
-    """mIoU counts and thing RLEs of one image (only those the metrics need)."""
+    """mIoU counts and AP instances of one image (only those the metrics need), from the segment
+    confusion matrix ``conf`` (int64[G + 2, P + 2], layout in ``_confusion``) of the two maps."""
     extras = ImageExtras(category_confusion(conf, gt, pred, len(categories)) if "miou" in metrics else None)
     if "ap" not in metrics:
         return extras
-    mask_utils, _, _ = _pycocotools()
-    height, width = (int(v) for v in gt_ids.shape)
-    extras.size = (height, width)
-    n_pixels = height * width
+    require_pycocotools()
+    extras.size = (int(gt_ids.shape[0]), int(gt_ids.shape[1]))
     scored = np.zeros(len(pred.ids), dtype=bool) if pred.score is None else ~np.isnan(pred.score)
     extras.n_scored = int(scored.sum())
-    wanted = (is_thing[gt.category], is_thing[pred.category] & scored)
-    if not (wanted[0].any() or wanted[1].any()):
-        return extras
-    starts, ends, values = column_runs((gt_ids, pred_ids), id_mask)
-    for segs, want, run_values, is_gt in ((gt, wanted[0], values[0], True), (pred, wanted[1], values[1], False)):
-        rles = segment_rles(starts, ends, run_values, segs.ids, want, n_pixels)
-        if not rles:
-            continue
-        order = sorted(rles)  # JSON order
-        encoded = mask_utils.frPyObjects([{"size": [height, width], "counts": rles[k]} for k in order],
-                                         height, width)
-        areas = mask_utils.area(encoded).tolist()
-        for k, rle, area in zip(order, encoded, areas):
-            cat_id = categories[int(segs.category[k])].id
-            if is_gt:
-                extras.gt_instances.append((cat_id, int(segs.iscrowd[k]), rle, area))
-            else:
-                extras.pred_instances.append((cat_id, float(segs.score[k]), rle, area))
+    rows = FIRST_SEGMENT + np.flatnonzero(is_thing[gt.category])
+    cols = FIRST_SEGMENT + np.flatnonzero(is_thing[pred.category] & scored)
+    # Every pixel is counted once in conf, so a segment's area is its row (GT) or column sum.
+    gt_area, pred_area = conf[rows].sum(axis=1).tolist(), conf[:, cols].sum(axis=0).tolist()
+    extras.intersections = conf[np.ix_(rows, cols)].astype(np.int64)
+    for k, area in zip((rows - FIRST_SEGMENT).tolist(), gt_area):
+        extras.gt_instances.append((categories[int(gt.category[k])].id, int(gt.iscrowd[k]), int(area)))
+    for k, area in zip((cols - FIRST_SEGMENT).tolist(), pred_area):
+        extras.pred_instances.append((categories[int(pred.category[k])].id, float(pred.score[k]), int(area)))
     return extras
 
 
@@ -155,6 +151,7 @@ class MiouApState:
         self.sizes: list[tuple[int, int]] = []
         self.gt_instances: list[list] = []
         self.pred_instances: list[list] = []
+        self.intersections: list[np.ndarray] = []
         self.n_scored = 0
 
     def add(self, extras: ImageExtras) -> None:
@@ -164,6 +161,7 @@ class MiouApState:
             self.sizes.append(extras.size)
             self.gt_instances.append(extras.gt_instances)
             self.pred_instances.append(extras.pred_instances)
+            self.intersections.append(extras.intersections)
             self.n_scored += extras.n_scored
 
     def merge(self, other: MiouApState) -> None:
@@ -173,12 +171,14 @@ class MiouApState:
         self.sizes.extend(other.sizes)
         self.gt_instances.extend(other.gt_instances)
         self.pred_instances.extend(other.pred_instances)
+        self.intersections.extend(other.intersections)
         self.n_scored += other.n_scored
 
     def state_dict(self) -> dict:
         return {"metrics": list(self.metrics), "confusion": self.confusion.copy(), "sizes": list(self.sizes),
                 "gt_instances": [list(x) for x in self.gt_instances],
-                "pred_instances": [list(x) for x in self.pred_instances], "n_scored": self.n_scored}
+                "pred_instances": [list(x) for x in self.pred_instances],
+                "intersections": [x.copy() for x in self.intersections], "n_scored": self.n_scored}
 
     def load_state_dict(self, state: dict | None) -> None:
         if state is None or tuple(state["metrics"]) != self.metrics:
@@ -188,6 +188,7 @@ class MiouApState:
         self.sizes = [tuple(s) for s in state["sizes"]]
         self.gt_instances = [list(x) for x in state["gt_instances"]]
         self.pred_instances = [list(x) for x in state["pred_instances"]]
+        self.intersections = [np.asarray(x, dtype=np.int64).copy() for x in state["intersections"]]
         self.n_scored = int(state["n_scored"])
 
     def compute(self, dist: Any = None) -> dict:
@@ -196,19 +197,21 @@ class MiouApState:
         if "miou" in self.metrics:
             out.update(summarize_miou(self._global_confusion(dist), self.categories))
         if "ap" in self.metrics:
-            sizes, gt, pred, n_scored = self.sizes, self.gt_instances, self.pred_instances, self.n_scored
+            sizes, gt, pred, inter = self.sizes, self.gt_instances, self.pred_instances, self.intersections
+            n_scored = self.n_scored
             if dist is not None:
                 parts: list = [None] * dist.get_world_size()
-                dist.all_gather_object(parts, (sizes, gt, pred, n_scored))
+                dist.all_gather_object(parts, (sizes, gt, pred, inter, n_scored))
                 sizes = [s for p in parts for s in p[0]]
                 gt = [g for p in parts for g in p[1]]
                 pred = [d for p in parts for d in p[2]]
-                n_scored = sum(p[3] for p in parts)
+                inter = [x for p in parts for x in p[3]]
+                n_scored = sum(p[4] for p in parts)
             if n_scored == 0:
                 raise PanopticEvalError(
                     "mask AP needs prediction segments with a 'score' in segments_info; none has one"
                 )
-            out.update(mask_ap(sizes, gt, pred, [c for c in self.categories if c.isthing]))
+            out.update(mask_ap(sizes, gt, pred, inter, [c for c in self.categories if c.isthing]))
         return out
 
     def _global_confusion(self, dist: Any) -> np.ndarray:
@@ -243,14 +246,16 @@ def mask_ap(
     sizes: Sequence[tuple[int, int]],
     gt_instances: Sequence[Sequence],
     pred_instances: Sequence[Sequence],
+    intersections: Sequence[np.ndarray],
     thing_categories: Sequence[Category],
 ) -> dict:
-    """COCO mask AP through pycocotools' COCOeval (iouType ``segm``, area "all", 100 detections per image).
+    """COCO mask AP through pycocotools' COCOeval (segm IoUs, area "all", 100 detections per image).
 
     Args:
         sizes: (height, width) per image.
-        gt_instances: per image, (category id, iscrowd, compressed RLE, pixel area) tuples.
-        pred_instances: per image, (category id, score, compressed RLE, pixel area) tuples.
+        gt_instances: per image, (category id, iscrowd, pixel area) tuples.
+        pred_instances: per image, (category id, score, pixel area) tuples.
+        intersections: per image, int64[G, P] pixel counts shared by GT and predicted instances.
         thing_categories: the categories AP is averaged over.
 
     Returns:
@@ -258,18 +263,37 @@ def mask_ap(
         to score, detectron2's NaN).
     """
     _, COCO, COCOeval = _pycocotools()
+
+    class MaskIoUFromCounts(COCOeval):
+        """COCOeval whose segm IoUs come from the counted areas and intersections."""
+
+        def computeIoU(self, imgId, catId):  # COCOeval's name
+            # COCOeval.computeIoU's selection: detections by descending score (mergesort),
+            # at most maxDets[-1]; then maskUtils.iou(d, g, iscrowd), a [D, G] array or [].
+            gt, dt = self._gts[imgId, catId], self._dts[imgId, catId]
+            order = np.argsort([-d["score"] for d in dt], kind="mergesort")
+            dt = [dt[i] for i in order][: self.params.maxDets[-1]]
+            if not gt or not dt:
+                return []
+            inter = intersections[imgId][np.ix_([g["_index"] for g in gt], [d["_index"] for d in dt])].T  # [D, G]
+            d_area = np.array([d["area"] for d in dt], dtype=np.float64)[:, None]
+            g_area = np.array([g["area"] for g in gt], dtype=np.float64)[None, :]
+            crowd = np.array([bool(g["iscrowd"]) for g in gt])[None, :]
+            union = np.where(crowd, d_area, d_area + g_area - inter)
+            # maskUtils' rleIou: i / u, with u = 1 where i = 0.
+            return np.where(inter > 0, inter / np.where(inter > 0, union, 1.0), 0.0)
+
     images = [{"id": i, "height": h, "width": w} for i, (h, w) in enumerate(sizes)]
     cats = [{"id": c.id, "name": c.name} for c in thing_categories]
     gt_anns, dt_anns = [], []
-    # COCOeval's segm evaluation reads segmentation, area, iscrowd (and score); no bbox.
     for image_id, instances in enumerate(gt_instances):
-        for cat_id, iscrowd, rle, area in instances:
+        for index, (cat_id, iscrowd, area) in enumerate(instances):
             gt_anns.append({"id": len(gt_anns) + 1, "image_id": image_id, "category_id": cat_id, "iscrowd": iscrowd,
-                            "segmentation": rle, "area": float(area)})
+                            "area": float(area), "_index": index})
     for image_id, instances in enumerate(pred_instances):
-        for cat_id, score, rle, area in instances:
+        for index, (cat_id, score, area) in enumerate(instances):
             dt_anns.append({"id": len(dt_anns) + 1, "image_id": image_id, "category_id": cat_id, "iscrowd": 0,
-                            "score": score, "segmentation": rle, "area": float(area)})
+                            "score": score, "area": float(area), "_index": index})
     if not cats or not gt_anns:
         return {"AP": None, "AP50": None, "AP75": None}
     with contextlib.redirect_stdout(io.StringIO()):
@@ -278,7 +302,10 @@ def mask_ap(
         coco_dt.dataset = {"images": images, "annotations": dt_anns, "categories": cats}
         coco_gt.createIndex()
         coco_dt.createIndex()
-        evaluator = COCOeval(coco_gt, coco_dt, iouType="segm")
+        # iouType "bbox" only so that COCOeval._prepare does not decode segmentations (there are
+        # none); the IoUs are the masks' (computeIoU above), and the bbox and segm evaluations
+        # share every other step and parameter.
+        evaluator = MaskIoUFromCounts(coco_gt, coco_dt, iouType="bbox")
         # Only the "all" area range at 100 detections enters AP / AP50 / AP75: leaving the other
         # ranges and limits out changes no number and saves most of COCOeval's time.
         params = evaluator.params
