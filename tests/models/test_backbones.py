@@ -19,7 +19,7 @@ from torch import nn
 
 from panoptic_models.backbones import BACKBONES, Backbone, EfficientNet, ResNet, ShapeSpec, build_backbone
 from panoptic_models.backbones.efficientnet import MBConv, SqueezeExcitation, StochasticDepth
-from panoptic_models.layers import FrozenBatchNorm2d
+from panoptic_models.layers import FrozenBatchNorm2d, GroupNorm
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 _spec = importlib.util.spec_from_file_location("make_torchvision_fixtures", FIXTURES / "make_torchvision_fixtures.py")
@@ -301,7 +301,7 @@ def test_every_norm_trains_one_step(name, norm):
     """One step in channels_last: the backward of every layer accepts it (no .view on non-contiguous tensors)."""
     torch.manual_seed(0)
     model = build_backbone(name, norm=norm).train().to(memory_format=torch.channels_last)
-    expected = {"BN": nn.BatchNorm2d, "FrozenBN": FrozenBatchNorm2d, "SyncBN": nn.SyncBatchNorm, "GN": nn.GroupNorm}
+    expected = {"BN": nn.BatchNorm2d, "FrozenBN": FrozenBatchNorm2d, "SyncBN": nn.SyncBatchNorm, "GN": GroupNorm}
     norms = [m for m in model.modules() if isinstance(m, (*BN_TYPES, nn.GroupNorm))]
     assert norms and all(type(m) is expected[norm] for m in norms)
     before = {k: v.clone() for k, v in model.state_dict().items()}
