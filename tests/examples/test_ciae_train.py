@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 import train as train_script
-from conftest import EXAMPLES
+from tiny_run import EXAMPLES
 
 CONFIG = str(EXAMPLES / "configs" / "ciae_synthetic.yaml")
 TINY = [

@@ -14,7 +14,7 @@ import evaluate as evaluate_script
 import pytest
 import torch
 import train as train_script
-from conftest import EXAMPLES, TINY
+from tiny_run import EXAMPLES, TINY
 
 from panoptic_eval import pq_compute
 

@@ -5,7 +5,6 @@ against a transcription of the authors' ``simple_test_mask_``, the oracle and th
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -102,13 +101,8 @@ def test_config_errors():
 
 @pytest.mark.parametrize("name", ["synthetic", "cityscapes", "coco"])
 def test_example_configs_are_the_presets(name):
-    import sys
+    from common import load_experiment
 
-    sys.path.insert(0, str(REPO / "examples"))
-    try:
-        from common import load_experiment
-    finally:
-        sys.path.remove(str(REPO / "examples"))
     experiment = load_experiment(REPO / "examples" / "configs" / f"efficientps_{name}.yaml")
     model = experiment.model
     assert experiment.method == "efficientps" and isinstance(model, EfficientPSConfig)
@@ -521,39 +515,13 @@ def test_postprocess_crops_padding_and_resizes():
 # ----------------------------------------------------------------------------------------- oracle
 
 
-def _oracle_module():
-    spec = importlib.util.spec_from_file_location("eps_oracle", REPO / "examples" / "oracle.py")
-    module = importlib.util.module_from_spec(spec)
-    import sys
-
-    sys.path.insert(0, str(REPO / "examples"))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO / "examples"))
-    return module
-
-
-def test_oracle_on_synthetic_val(tmp_path):
-    from panoptic_core.data import SyntheticConfig, write_synthetic_dataset
-
-    root = write_synthetic_dataset(tmp_path / "syn", SyntheticConfig(train=0, val=16, seed=0))
-    out = tmp_path / "oracle.json"
-    code = _oracle_module().main(["--method", "efficientps", "--gt-json", str(root / "annotations/panoptic_val.json"),
-                                  "--gt-folder", str(root / "panoptic_val"), "--output", str(out),
-                                  "--preset", "synthetic"])  # fmt: skip
-    assert code == 0
-    results = json.loads(out.read_text())
+def test_oracle_on_synthetic_val(oracle_script):
+    results = oracle_script("efficientps", "synthetic")
     assert results["All"]["pq"] >= 0.9 and results["Stuff"]["pq"] == 1.0, results["All"]
 
 
-def test_oracle_on_real_coco_sample(coco_sample, tmp_path):
-    out = tmp_path / "oracle.json"
-    code = _oracle_module().main(["--method", "efficientps", "--gt-json", str(coco_sample / "panoptic_examples.json"),
-                                  "--gt-folder", str(coco_sample / "panoptic_examples"), "--output", str(out),
-                                  "--preset", "coco"])  # fmt: skip
-    assert code == 0
-    assert json.loads(out.read_text())["All"]["pq"] >= 0.9
+def test_oracle_on_real_coco_sample(oracle_script):
+    assert oracle_script("efficientps", "coco")["All"]["pq"] >= 0.9
 
 
 def test_oracle_outputs_through_the_model_inference(synthetic_models_root):

@@ -27,13 +27,11 @@ from panoptic_core.losses import (
     centroid_contrast_loss,
     dictionary_triplet_loss,
 )
-from panoptic_eval import PanopticQuality
-from panoptic_models import BackboneConfig, EINet, EINetConfig, build_model
+from panoptic_models import BackboneConfig, EINetConfig, build_model
 from panoptic_models.heads.einet import EINetInstanceDecoder, SemanticCenterDictionary
 from panoptic_models.meta_arch.einet import (
     LABEL_DIVISOR,
     class_peaks,
-    einet_oracle_outputs,
     einet_postprocess,
     group_thing_pixels,
 )
@@ -382,45 +380,19 @@ def test_postprocess_groups_by_class_and_keeps_stuff_by_area():
 
 
 def test_oracle_outputs_reach_the_oracle_bound(synthetic_models_root):
-    ds = CocoPanopticDataset.from_root(synthetic_models_root, "train")
-    cfg = EINetConfig.synthetic()
-    gen = cfg.target_generator(ds.categories)
-    metric = PanopticQuality(ds.categories.to_list())
-    for i in range(len(ds)):
-        target = ds.load_target(i)
-        out = einet_oracle_outputs(gen(target), ds.categories, cfg)
-        result = EINet.postprocess(out, target.size, target.size, ds.categories, cfg)
-        metric.update(target.ids, [s.to_coco() for s in target.segments], result.ids, result.segments_info)
-    assert metric.compute()["All"]["pq"] >= 0.9
-
-
-def _oracle_script():
-    examples = str(REPO / "examples")
-    if examples not in sys.path:
-        sys.path.insert(0, examples)
     import oracle
 
-    return oracle
+    ds = CocoPanopticDataset.from_root(synthetic_models_root, "train")
+    assert oracle.run_oracle("einet", EINetConfig.synthetic(), ds)["All"]["pq"] >= 0.9
 
 
-def test_oracle_script_on_synthetic_val(tmp_path):
-    root = write_synthetic_dataset(tmp_path / "syn", SyntheticConfig(train=0, val=16, seed=0))
-    out = tmp_path / "oracle.json"
-    code = _oracle_script().main(["--method", "einet", "--gt-json", str(root / "annotations/panoptic_val.json"),
-                                  "--gt-folder", str(root / "panoptic_val"), "--output", str(out),
-                                  "--preset", "synthetic"])  # fmt: skip
-    assert code == 0
-    results = json.loads(out.read_text())
+def test_oracle_script_on_synthetic_val(oracle_script):
+    results = oracle_script("einet", "synthetic")
     assert results["All"]["pq"] >= 0.9, results["All"]
 
 
-def test_oracle_script_on_real_coco_sample(coco_sample, tmp_path):
-    out = tmp_path / "oracle.json"
-    code = _oracle_script().main(["--method", "einet", "--gt-json", str(coco_sample / "panoptic_examples.json"),
-                                  "--gt-folder", str(coco_sample / "panoptic_examples"), "--output", str(out),
-                                  "--preset", "coco"])  # fmt: skip
-    assert code == 0
-    assert json.loads(out.read_text())["All"]["pq"] >= 0.9
+def test_oracle_script_on_real_coco_sample(oracle_script):
+    assert oracle_script("einet", "coco")["All"]["pq"] >= 0.9
 
 
 @pytest.mark.slow
@@ -471,7 +443,6 @@ def test_clear_errors():
 def test_example_configs_are_the_presets(name):
     import dataclasses
 
-    _oracle_script()  # puts examples/ on the path
     from common import load_experiment
 
     experiment = load_experiment(REPO / "examples" / "configs" / f"einet_{name}.yaml")

@@ -11,11 +11,10 @@ from panoptic_core.data import Categories, CocoPanopticDataset
 from panoptic_core.data import synthetic_categories as synthetic_category_list
 from panoptic_core.losses import bootstrapped_cross_entropy
 from panoptic_eval import PanopticQuality
-from panoptic_models import BackboneConfig, PanopticDeepLab, PanopticDeepLabConfig, PanopticResult, build_model
+from panoptic_models import BackboneConfig, PanopticDeepLabConfig, PanopticResult, build_model
 from panoptic_models.meta_arch.panoptic_deeplab import (
     LABEL_DIVISOR,
     panoptic_deeplab_losses,
-    panoptic_deeplab_oracle_outputs,
     panoptic_deeplab_postprocess,
 )
 from panoptic_ops import get_panoptic_segmentation
@@ -224,16 +223,10 @@ def test_postprocess_crops_padding():
 
 
 def test_oracle_outputs_reach_the_oracle_bound(synthetic_models_root):
+    import oracle
+
     ds = CocoPanopticDataset.from_root(synthetic_models_root, "train")
-    cfg = PanopticDeepLabConfig.synthetic()
-    gen = cfg.target_generator(ds.categories)
-    metric = PanopticQuality(ds.categories.to_list())
-    for i in range(len(ds)):
-        target = ds.load_target(i)
-        out = panoptic_deeplab_oracle_outputs(gen(target), ds.categories, cfg)
-        result = PanopticDeepLab.postprocess(out, target.size, target.size, ds.categories, cfg)
-        metric.update(target.ids, [s.to_coco() for s in target.segments], result.ids, result.segments_info)
-    assert metric.compute()["All"]["pq"] >= 0.9
+    assert oracle.run_oracle("panoptic_deeplab", PanopticDeepLabConfig.synthetic(), ds)["All"]["pq"] >= 0.9
 
 
 def test_result_feeds_panoptic_quality_and_label_divisor():

@@ -28,7 +28,6 @@ from panoptic_models.meta_arch.panoptic_fcn import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-COCO_SAMPLE = REPO.parent / "shared" / "data" / "coco-panoptic-sample"
 
 TINY = PanopticFCNConfig(
     backbone=BackboneConfig("resnet18"),
@@ -498,37 +497,15 @@ def test_combine_hand_checked():
 # ---------------------------------------------------------------------------------------------- oracle
 
 
-def _oracle(method_args):
-    sys.path.insert(0, str(REPO / "examples"))
-    try:
-        import oracle as oracle_script
-    finally:
-        sys.path.pop(0)
-    return oracle_script.main(method_args)
-
-
-def test_oracle_on_synthetic_val(tmp_path):
+def test_oracle_on_synthetic_val(oracle_script):
     """The oracle on the synthetic val set with the synthetic preset's masks at 1/2 (94.8; 84.7 at
     upstream's 1/4, whose round trip 4 px objects do not survive, see README)."""
-    root = write_synthetic_dataset(tmp_path / "syn", SyntheticConfig(train=0, val=16, seed=0))
-    out = tmp_path / "oracle.json"
-    code = _oracle(["--method", "panoptic_fcn", "--gt-json", str(root / "annotations/panoptic_val.json"),
-                    "--gt-folder", str(root / "panoptic_val"), "--output", str(out),
-                    "--preset", "synthetic"])  # fmt: skip
-    assert code == 0
-    results = json.loads(out.read_text())
+    results = oracle_script("panoptic_fcn", "synthetic")
     assert results["All"]["pq"] >= 0.94 and results["Stuff"]["pq"] >= 0.99 and results["Things"]["rq"] >= 0.95
 
 
-def test_oracle_on_real_coco_sample(tmp_path):
-    if not (COCO_SAMPLE / "panoptic_examples.json").is_file():
-        pytest.skip(f"real COCO sample not present at {COCO_SAMPLE} (it ships beside the repo in CI only)")
-    out = tmp_path / "oracle.json"
-    code = _oracle(["--method", "panoptic_fcn", "--gt-json", str(COCO_SAMPLE / "panoptic_examples.json"),
-                    "--gt-folder", str(COCO_SAMPLE / "panoptic_examples"), "--output", str(out),
-                    "--preset", "coco"])  # fmt: skip
-    assert code == 0
-    assert json.loads(out.read_text())["All"]["pq"] >= 0.9
+def test_oracle_on_real_coco_sample(oracle_script):
+    assert oracle_script("panoptic_fcn", "coco")["All"]["pq"] >= 0.9
 
 
 # ---------------------------------------------------------------------------------------------- overfit
