@@ -3,15 +3,13 @@
 import contextlib
 import io
 import json
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_ranks import run_on_gloo
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -261,39 +259,20 @@ except PanopticEvalError as exc:
     assert "pip install 'panoptic-eval[coco]'" in out.stdout
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, queue):
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        metric = PanopticQuality(categories(), metrics=ALL)
-        for k, img in enumerate(images(21, 6)):
-            if k % world == rank:
-                metric.update(*img)
-        queue.put((rank, metric.compute()))
-    finally:
-        dist.destroy_process_group()
+def _every_metric_on_a_share(rank, world):
+    metric = PanopticQuality(categories(), metrics=ALL)
+    for k, img in enumerate(images(21, 6)):
+        if k % world == rank:
+            metric.update(*img)
+    return metric.compute()
 
 
 def test_distributed_reduction_of_every_metric():
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, 2, port, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results = run_on_gloo(_every_metric_on_a_share)
     imgs = images(21, 6)
     expected = filled(imgs).compute()
     # ranks hold images in a different order: AP, mIoU and PQ do not depend on it
-    for _, res in results:
+    for res in results:
         assert res["mIoU"] == pytest.approx(expected["mIoU"], abs=1e-12)
         for key in ("AP", "AP50", "AP75"):
             assert res[key] == pytest.approx(expected[key], abs=1e-12)

@@ -1,13 +1,11 @@
 """Torch inputs, label-divisor maps and torch.distributed reduction."""
 
 import json
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_ranks import run_on_gloo
 from reference import assert_same_results, reference_pq_compute
 
 from panoptic_eval import PanopticQuality, write_id_png
@@ -138,40 +136,21 @@ def test_merge_and_state_dict_round_trip():
     assert restored.bootstrap(100) == whole.bootstrap(100)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, queue):
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        metric = PanopticQuality(categories(), keep_per_image=True)
-        for k, img in enumerate(images(21, 8)):
-            if k % world == rank:
-                metric.update(*img, image_id=k)
-        queue.put((rank, metric.compute(), sorted(r["image_id"] for r in metric.per_image())))
-    finally:
-        dist.destroy_process_group()
+def _pq_on_a_share(rank, world):
+    metric = PanopticQuality(categories(), keep_per_image=True)
+    for k, img in enumerate(images(21, 8)):
+        if k % world == rank:
+            metric.update(*img, image_id=k)
+    return metric.compute(), sorted(r["image_id"] for r in metric.per_image())
 
 
 def test_distributed_reduction_over_two_gloo_processes():
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, 2, port, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results = run_on_gloo(_pq_on_a_share)
     single = PanopticQuality(categories())
     for img in images(21, 8):
         single.update(*img)
     expected = single.compute()
-    for _, res, ids in results:
+    for res, ids in results:
         assert ids == list(range(8))
         for g in ("All", "Things", "Stuff"):
             assert res[g]["n"] == expected[g]["n"]
