@@ -7,37 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from scenes import CATS, make_target, synthetic_target
 
 from panoptic_core.data import (
-    Categories,
     PanopticCollate,
     PanopticTarget,
-    Segment,
-    make_synthetic_image,
-    segment_stats,
 )
-from panoptic_core.data.synthetic import synthetic_categories
 from panoptic_core.targets import EINetTargets, PanopticDeepLabTargets, centroids, segment_index_map
-
-CATS = Categories.from_list(synthetic_categories())  # things 1, 2, 3, 5; stuff 92, 95, 110, 150
-
-
-def _target(ids: np.ndarray, cats: dict[int, int], crowd=(), extra=()) -> PanopticTarget:
-    t_ids = torch.from_numpy(ids.astype(np.int64))
-    present = sorted(int(i) for i in np.unique(ids) if i)
-    segs = []
-    for i, (area, bbox) in zip(present, segment_stats(t_ids, present), strict=True):
-        k = CATS.class_index(cats[i])
-        segs.append(Segment(i, cats[i], k, CATS.isthing[k], i in crowd, area, bbox))
-    for i in extra:  # listed in the annotation, no pixels (cropped away)
-        k = CATS.class_index(cats[i])
-        segs.append(Segment(i, cats[i], k, CATS.isthing[k], False, 0, (0, 0, 0, 0)))
-    return PanopticTarget(t_ids, segs, 0, "scene.png")
-
-
-def _synthetic(seed: int, h: int = 96, w: int = 128) -> PanopticTarget:
-    _, ids, info = make_synthetic_image(np.random.default_rng(seed), h, w)
-    return _target(ids, {s["id"]: s["category_id"] for s in info}, crowd={s["id"] for s in info if s["iscrowd"]})
 
 
 def _centernet_radius(height: float, width: float, min_overlap: float = 0.7) -> float:
@@ -52,7 +28,7 @@ def _centernet_radius(height: float, width: float, min_overlap: float = 0.7) -> 
 
 
 def test_keys_are_what_the_figures_use():
-    out = EINetTargets(CATS)(_synthetic(0))
+    out = EINetTargets(CATS)(synthetic_target(0))
     assert set(out) == EINetTargets.keys
     assert not {"center", "center_weights", "offset", "offset_weights", "center_points"} & set(out)
     assert EINetTargets.ragged == {"segment_classes", "segment_isthing", "segment_iscrowd", "segment_centers"}
@@ -60,7 +36,7 @@ def test_keys_are_what_the_figures_use():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_semantic_targets_equal_panoptic_deeplab(seed):
-    target = _synthetic(seed)
+    target = synthetic_target(seed)
     for crowd in (False, True):
         ours = EINetTargets(CATS, small_instance_area=300, ignore_crowd_in_semantic=crowd)(target)
         theirs = PanopticDeepLabTargets(small_instance_area=300, ignore_crowd_in_semantic=crowd)(target)
@@ -69,7 +45,7 @@ def test_semantic_targets_equal_panoptic_deeplab(seed):
 
 
 def test_maps_at_the_decoder_stride_and_their_cost():
-    target = _synthetic(2, 96, 128)
+    target = synthetic_target(2, 96, 128)
     out = EINetTargets(CATS)(target)  # stride 4 by default
     assert out["class_center"].shape == (CATS.num_things, 24, 32)
     assert out["segment_map"].shape == (24, 32)
@@ -89,7 +65,7 @@ def test_centers_gaussians_and_scale_adaptive_radius():
     ids[10:30, 10:30] = 4  # disc, 20 x 20, centroid (19.5, 19.5)
     ids[40:62, 50:90] = 5  # ring class, 40 x 22, centroid (50.5, 69.5)
     ids[0:6, 0:6] = 7  # crowd of class disc
-    target = _target(ids, {9: 95, 4: 1, 5: 5, 7: 1, 8: 2}, crowd={7}, extra=(8,))
+    target = make_target(ids, {9: 95, 4: 1, 5: 5, 7: 1, 8: 2}, crowd={7}, extra=(8,))
     out = EINetTargets(CATS, stride=4)(target)
     segs = [s.id for s in target.segments]
     assert segs == [4, 5, 7, 9, 8]
@@ -113,7 +89,7 @@ def test_centers_gaussians_and_scale_adaptive_radius():
 
 @pytest.mark.parametrize("size", [(96, 128), (97, 130), (61, 35)])
 def test_centers_lie_in_the_map_at_any_size(size):
-    target = _synthetic(3, *size)
+    target = synthetic_target(3, *size)
     for stride in (1, 4, 8):
         out = EINetTargets(CATS, stride=stride)(target)
         h, w = out["segment_map"].shape
@@ -130,7 +106,7 @@ def test_centers_lie_in_the_map_at_any_size(size):
 
 
 def test_collated_batch_and_empty_image():
-    items = [(torch.zeros(3, 96, 128, dtype=torch.uint8), _synthetic(s)) for s in range(3)]
+    items = [(torch.zeros(3, 96, 128, dtype=torch.uint8), synthetic_target(s)) for s in range(3)]
     batch = PanopticCollate(size_divisibility=32, target_generator=EINetTargets(CATS))(items)
     t = batch.method_targets
     assert t["class_center"].shape == (3, CATS.num_things, 24, 32) and t["segment_map"].shape == (3, 24, 32)

@@ -6,27 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scenes import CATS, make_target, synthetic_target
 
-from panoptic_core.data import Categories, PanopticCollate, PanopticTarget, Segment, make_synthetic_image, segment_stats
-from panoptic_core.data.synthetic import synthetic_categories
+from panoptic_core.data import PanopticCollate, PanopticTarget
 from panoptic_core.targets import CombinedTargets, PanopticDeepLabTargets, SOLOv2Targets
-
-CATS = Categories.from_list(synthetic_categories())  # things 1, 2, 3, 5; stuff 92, 95, 110, 150
-
-
-def _target(ids: np.ndarray, cats: dict[int, int], crowd=()) -> PanopticTarget:
-    t_ids = torch.from_numpy(ids.astype(np.int64))
-    present = sorted(int(i) for i in np.unique(ids) if i)
-    segs = []
-    for i, (area, bbox) in zip(present, segment_stats(t_ids, present), strict=True):
-        k = CATS.class_index(cats[i])
-        segs.append(Segment(i, cats[i], k, CATS.isthing[k], i in crowd, area, bbox))
-    return PanopticTarget(t_ids, segs, 0, "scene.png")
-
-
-def _synthetic(seed: int, h: int, w: int) -> PanopticTarget:
-    _, ids, info = make_synthetic_image(np.random.default_rng(seed), h, w)
-    return _target(ids, {s["id"]: s["category_id"] for s in info}, crowd={s["id"] for s in info if s["iscrowd"]})
 
 
 def _mmdet_pairs(target: PanopticTarget, gen: SOLOv2Targets) -> tuple[list[np.ndarray], list[list[tuple[int, int]]]]:
@@ -79,7 +62,7 @@ def test_ring_around_a_second_instance_gives_one_pair_per_instance_and_cell():
     r = np.hypot(yy - 79.5, xx - 79.5)
     ids[(r >= 20) & (r < 30)] = 4  # ring: box 60 x 60, center of mass at its middle
     ids[70:90, 70:90] = 5  # square in the hole: box 20 x 20, same center
-    target = _target(ids, {9: 92, 4: 3, 5: 1})
+    target = make_target(ids, {9: 92, 4: 3, 5: 1})
     gen = SOLOv2Targets(CATS)
     out = gen(target)
     pairs = out["location_pairs"][0]  # level 0 (sqrt area 1..96) holds both
@@ -96,7 +79,7 @@ def test_ring_around_a_second_instance_gives_one_pair_per_instance_and_cell():
 
 @pytest.mark.parametrize(("seed", "size"), [(s, (128, 160)) for s in range(12)] + [(3, (97, 130)), (5, (256, 320))])
 def test_pairs_and_labels_equal_the_mmdetection_port(seed, size):
-    target = _synthetic(seed, *size)
+    target = synthetic_target(seed, *size)
     gen = SOLOv2Targets(CATS)
     out = gen(target)
     labels, pairs = _mmdet_pairs(target, gen)
@@ -114,7 +97,7 @@ def test_shared_cells_occur_on_synthetic_scenes():
     gen = SOLOv2Targets(CATS)
     duplicated = 0
     for seed in range(30):
-        out = gen(_synthetic(seed, 128, 160))
+        out = gen(synthetic_target(seed, 128, 160))
         for pairs in out["location_pairs"]:
             duplicated += len(pairs) - len(torch.unique(pairs[:, 0]))
     assert duplicated > 0
@@ -132,7 +115,7 @@ def test_combined_targets_merge_generators_in_one_collate():
     assert gen.keys == keys
     assert gen.ragged == {"location_pairs", "instance_masks", "instance_classes"}
     assert gen.per_level == {"location_classes", "location_pairs"}
-    items = [(torch.zeros(3, 96, 128), _synthetic(s, 96, 128)) for s in range(2)]
+    items = [(torch.zeros(3, 96, 128), synthetic_target(s, 96, 128)) for s in range(2)]
     batch = PanopticCollate(32, target_generator=gen)(items)
     t = batch.method_targets
     assert set(t) == keys

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scenes import CATS, make_target, synthetic_target
 
-from panoptic_core.data import Categories, PanopticTarget, Segment, make_synthetic_image, segment_stats
-from panoptic_core.data.synthetic import synthetic_categories
+from panoptic_core.data import Segment, segment_stats
 from panoptic_core.targets import (
     CIAETargets,
     EINetTargets,
@@ -23,31 +23,12 @@ from panoptic_core.targets import (
 )
 from panoptic_ops import UNBOXED
 
-CATS = Categories.from_list(synthetic_categories())  # things 1, 2, 3, 5; stuff 92, 95, 110, 150
-
-
-def _target(ids: np.ndarray, cats: dict[int, int], crowd=()) -> PanopticTarget:
-    """An id map with segment -> category id; segments in id order."""
-    t_ids = torch.from_numpy(ids.astype(np.int64))
-    present = sorted(int(i) for i in np.unique(ids) if i)
-    segs = []
-    for i, (area, bbox) in zip(present, segment_stats(t_ids, present), strict=True):
-        k = CATS.class_index(cats[i])
-        segs.append(Segment(i, cats[i], k, CATS.isthing[k], i in crowd, area, bbox))
-    return PanopticTarget(t_ids, segs, 0, "scene.png")
-
-
-def _synthetic(seed: int, h: int = 96, w: int = 128) -> PanopticTarget:
-    _, ids, info = make_synthetic_image(np.random.default_rng(seed), h, w)
-    return _target(ids, {s["id"]: s["category_id"] for s in info}, crowd={s["id"] for s in info if s["iscrowd"]})
-
-
 DEEPLAB_SCENES = [(s, (96, 128)) for s in range(12)] + [(s, (240, 320)) for s in (0, 1, 3, 4)]
 
 
 @pytest.mark.parametrize(("seed", "size"), DEEPLAB_SCENES)
 def test_deeplab_matches_detectron2_semantics(seed, size):
-    target = _synthetic(seed, *size)
+    target = synthetic_target(seed, *size)
     if size[0] > 200:  # scenes this size hold instances above the 4096 px small-instance bound
         assert any(s.isthing and s.area >= 4096 for s in target.segments)
     out = PanopticDeepLabTargets()(target)
@@ -63,7 +44,7 @@ def test_deeplab_hand_scene():
     ids[20:30, 30:40] = 4  # a 10x10 disc-class instance: centroid (24.5, 34.5)
     ids[50:60, 0:5] = 6  # crowd
     ids[0, :] = 0  # VOID row
-    out = PanopticDeepLabTargets()(_target(ids, {9: 92, 4: 1, 6: 2}, crowd={6}))
+    out = PanopticDeepLabTargets()(make_target(ids, {9: 92, 4: 1, 6: 2}, crowd={6}))
     heat = out["center"][0]
     assert heat[24, 34] == 1.0  # 24.5 and 34.5 round half to even
     assert torch.equal(out["offset"][:, 20, 30], torch.tensor([4.5, 4.5]))
@@ -87,7 +68,7 @@ def test_einet_adds_class_heatmaps_and_segment_map():
     ids = np.full((64, 96), 9, np.int64)
     ids[10:30, 10:30] = 4  # disc class, centroid (19.5, 19.5)
     ids[40:60, 60:90] = 5  # ring class
-    target = _target(ids, {9: 95, 4: 1, 5: 5})
+    target = make_target(ids, {9: 95, 4: 1, 5: 5})
     out = EINetTargets(CATS, stride=1)(target)
     heat = out["class_center"]
     assert heat.shape == (4, 64, 96)
@@ -111,7 +92,7 @@ def test_ciae_positives_inside_masks_and_levels():
     ids[100:110, 100:112] = 5  # small box instance
     ids[0:6, 0:6] = 7  # crowd
     gen = CIAETargets(CATS)
-    out = gen(_target(ids, {9: 110, 4: 5, 5: 2, 7: 1}, crowd={7}))
+    out = gen(make_target(ids, {9: 110, 4: 5, 5: 2, 7: 1}, crowd={7}))
     n_pos = 0
     for level, stride in enumerate(gen.strides):
         labels, ltrb, inst = out["location_classes"][level], out["box_targets"][level], out["location_instance"][level]
@@ -149,13 +130,14 @@ def test_ciae_positives_inside_masks_and_levels():
     assert ring_box.tolist() == [15, 15, 106, 106]
     assert torch.allclose(boxes[4], torch.tensor([60.5 - 68.25, 60.5 - 68.25, 60.5 + 68.25, 60.5 + 68.25]))
     assert gen.num_categories == 5
-    assert CIAETargets(CATS, merge_things=False)(_target(ids, {9: 110, 4: 5, 5: 2, 7: 1}))["category_map"][60, 20] == 7
+    unmerged = CIAETargets(CATS, merge_things=False)(make_target(ids, {9: 110, 4: 5, 5: 2, 7: 1}))
+    assert unmerged["category_map"][60, 20] == 7
 
 
 @pytest.mark.parametrize(("seed", "size"), [(0, (128, 160)), (1, (256, 320)), (2, (96, 224)), (3, (130, 162))])
 def test_panoptic_fcn_matches_generate_gt(seed, size):
     # (130, 162) is not a multiple of 4: masks then come from F.interpolate of full-size masks
-    target = _synthetic(seed, *size)
+    target = synthetic_target(seed, *size)
     small_levels = {"strides": (4, 8, 16), "instance_scales": ((1, 32), (16, 64), (32, 2048))}
     for kwargs in ({}, small_levels):
         ours = PanopticFCNTargets(CATS, **kwargs)(target)
@@ -174,7 +156,7 @@ def test_panoptic_fcn_levels_and_heatmaps():
     ids[10:30, 10:30] = 4  # sqrt area 20: level 0 only
     ids[100:200, 100:200] = 5  # sqrt area 100: levels 1 (32-128) and 2 (64-256)
     gen = PanopticFCNTargets(CATS)
-    out = gen(_target(ids, {9: 150, 4: 2, 5: 3}))
+    out = gen(make_target(ids, {9: 150, 4: 2, 5: 3}))
     assert [t.tolist() for t in out["level_instances"]] == [[0], [1], [1], [], []]
     assert out["instance_classes"].tolist() == [1, 2]
     masks = out["instance_masks"]
@@ -205,7 +187,7 @@ def test_solov2_grid_cells():
     ids = np.full((320, 320), 9, np.int64)
     ids[100:160, 200:260] = 4  # 60x60: sqrt area 60 in levels 0 (1-96) and 1 (48-192)
     gen = SOLOv2Targets(CATS)
-    out = gen(_target(ids, {9: 92, 4: 3}))
+    out = gen(make_target(ids, {9: 92, 4: 3}))
     cat0, pairs0 = out["location_classes"][0], out["location_pairs"][0]
     # center (129.5, 229.5) on a 40-grid of 8 px cells: cell (16, 28); the 0.2-scaled box
     # (half 6 px) spans cells 15..16 x 27..29
@@ -220,7 +202,7 @@ def test_solov2_grid_cells():
 
 @pytest.mark.parametrize("size", [(96, 128), (97, 130), (61, 35)])
 def test_strided_maps_agree_on_any_size(size):
-    target = _synthetic(3, *size)
+    target = synthetic_target(3, *size)
     for stride in (1, 2, 4, 8):
         out = EINetTargets(CATS, stride=stride)(target)
         assert out["class_center"].shape[1:] == out["segment_map"].shape, (size, stride)
@@ -235,7 +217,7 @@ def test_strided_maps_agree_on_any_size(size):
 @pytest.mark.parametrize(("seed", "size"), [(0, (128, 160)), (1, (256, 320)), (4, (96, 224))])
 def test_solov2_masks_equal_mmcv_imrescale(seed, size):
     """mmdetection rescales each uint8 mask with mmcv.imrescale(mask, 1/4) = cv2.resize INTER_LINEAR."""
-    target = _synthetic(seed, *size)
+    target = synthetic_target(seed, *size)
     out = SOLOv2Targets(CATS)(target)
     things = [s for s in target.segments if s.isthing and not s.iscrowd]
     assert len(things) == len(out["instance_masks"]) > 0
@@ -258,7 +240,7 @@ def test_solov2_matches_mmdetection_float32_assignment():
     f32 = np.float32
     gen = SOLOv2Targets(CATS)
     for seed in range(20):
-        target = _synthetic(seed, 128, 160)
+        target = synthetic_target(seed, 128, 160)
         out = gen(target)
         things = [s for s in target.segments if s.isthing and not s.iscrowd]
         for level, (grid, (lo, hi)) in enumerate(zip(gen.num_grids, gen.scale_ranges, strict=True)):
@@ -282,7 +264,7 @@ def test_solov2_matches_mmdetection_float32_assignment():
 def test_generators_on_padded_batches_of_synthetic_scenes():
     from panoptic_core.data import PanopticCollate
 
-    items = [(torch.zeros(3, 96, 128, dtype=torch.uint8), _synthetic(s)) for s in range(3)]
+    items = [(torch.zeros(3, 96, 128, dtype=torch.uint8), synthetic_target(s)) for s in range(3)]
     for gen in (
         PanopticDeepLabTargets(),
         EINetTargets(CATS, stride=4),
