@@ -5,6 +5,8 @@ import pytest
 
 from panoptic_core.data import SyntheticConfig, write_synthetic_dataset
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
 
 @pytest.fixture(scope="session")
 def synthetic_models_root(tmp_path_factory) -> Path:
@@ -39,5 +41,33 @@ def oracle_script(request, tmp_path):
                 "--preset", data]  # fmt: skip
         assert oracle.main(args) == 0
         return json.loads(out.read_text())
+
+    return run
+
+
+@pytest.fixture
+def overfit_run(tmp_path):
+    """``overfit_run(config_name, synthetic, *overrides)``: ``examples/train.py`` in its own process, as a
+    user runs it, on a 4-image synthetic train split (``synthetic``: a SyntheticConfig) with
+    ``examples/configs/<config_name>.yaml``, batch 4, no augmentation, evaluated on the same images
+    at the end. Returns (the final metrics, the run folder, the dataset root)."""
+    import subprocess
+    import sys
+
+    def run(config_name: str, synthetic: SyntheticConfig, *overrides: str) -> tuple[dict, Path, Path]:
+        root = write_synthetic_dataset(tmp_path / "ds", synthetic)
+        out = tmp_path / "run"
+        common = [
+            f"data.root={root}", "data.val_split=train", "data.short_edge=null", "data.crop=null", "data.flip=false",
+            "data.color_jitter=false", "dataloader.batch_size=4", "dataloader.num_workers=0", "test.eval_period=0",
+            "test.vis_images=0",
+        ]  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, str(EXAMPLES / "train.py"), "--config", str(EXAMPLES / "configs" / f"{config_name}.yaml"),
+             "--output-dir", str(out), *common, *overrides],
+            capture_output=True, text=True, timeout=1200,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads((out / "metrics.json").read_text()), out, root
 
     return run

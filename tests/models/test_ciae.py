@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from model_tester import ModelTester
 
-from panoptic_core.data import Categories, CocoPanopticDataset, Normalize, PanopticCollate
+from panoptic_core.data import Categories, CocoPanopticDataset, Normalize, PanopticCollate, SyntheticConfig
 from panoptic_core.data import synthetic_categories as synthetic_category_list
 from panoptic_eval import PanopticQuality
 from panoptic_models import CIAE, BackboneConfig, CIAEConfig, build_model
@@ -390,36 +390,17 @@ def test_table_iv_oracle_gt_boxes_and_mean_queries(synthetic_val):
 
 
 @pytest.mark.slow
-def test_overfits_four_synthetic_images(tmp_path):
+def test_overfits_four_synthetic_images(overfit_run):
     """PQ >= 0.8 on 4 training images (issue 12) in about 120 user-CPU-seconds, running
     ``examples/train.py`` as a user would, without augmentation, evaluating on the training images.
 
     Seed 9: its oracle PQ is 0.968 (no instance of a few pixels that no FCOS location covers; seed 11,
     Panoptic-DeepLab's, has an oracle of 0.849), so the test measures training, not that bound.
     """
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from panoptic_core.data import SyntheticConfig, write_synthetic_dataset
-
-    root = write_synthetic_dataset(tmp_path / "ds", SyntheticConfig(train=4, val=0, seed=9))
-    repo = Path(__file__).resolve().parents[2]
-    out = tmp_path / "run"
-    overrides = [
-        f"data.root={root}", "data.val_split=train", "data.short_edge=null", "data.crop=null", "data.flip=false",
-        "data.color_jitter=false", "dataloader.batch_size=4", "dataloader.num_workers=0", "solver.max_iter=200",
-        "model.total_steps=200", "solver.base_lr=0.003", "solver.warmup_iters=0", "test.eval_period=0",
-        "test.vis_images=0",
-    ]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, str(repo / "examples" / "train.py"), "--config",
-         str(repo / "examples" / "configs" / "ciae_synthetic.yaml"), "--output-dir", str(out), *overrides],
-        capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics, _, _ = overfit_run(
+        "ciae_synthetic", SyntheticConfig(train=4, val=0, seed=9),
+        "solver.max_iter=200", "model.total_steps=200", "solver.base_lr=0.003", "solver.warmup_iters=0",
+    )
     assert metrics["All"]["pq"] >= 0.8, metrics
 
 

@@ -5,7 +5,6 @@ against a transcription of the authors' ``simple_test_mask_``, the oracle and th
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from model_tester import ModelTester
 
-from panoptic_core.data import Categories, CocoPanopticDataset, Normalize, PanopticCollate
+from panoptic_core.data import Categories, CocoPanopticDataset, Normalize, PanopticCollate, SyntheticConfig
 from panoptic_core.data import synthetic_categories as synthetic_category_list
 from panoptic_models import BackboneConfig, EfficientPS, EfficientPSConfig, build_model
 from panoptic_models.backbones import build_backbone
@@ -542,7 +541,7 @@ def test_oracle_outputs_through_the_model_inference(synthetic_models_root):
 
 
 @pytest.mark.slow
-def test_overfits_four_synthetic_images(tmp_path):
+def test_overfits_four_synthetic_images(overfit_run):
     """PQ >= 0.8 on 4 training images: ``examples/train.py`` as a user runs it, no augmentation,
     evaluated on the training images themselves (as Panoptic-DeepLab's overfit test).
 
@@ -551,23 +550,8 @@ def test_overfits_four_synthetic_images(tmp_path):
     1-2 px at the mask features' stride: the oracle bound there is 0.823, too close to 0.8 to
     measure learning. Measured: PQ 0.827 after the 200 iterations, 116 user-CPU s for the test.
     """
-    import subprocess
-    import sys
-
-    from panoptic_core.data import SyntheticConfig, write_synthetic_dataset
-
-    root = write_synthetic_dataset(tmp_path / "ds", SyntheticConfig(train=4, val=0, seed=0))
-    out = tmp_path / "run"
-    overrides = [
-        f"data.root={root}", "data.val_split=train", "data.short_edge=null", "data.crop=null", "data.flip=false",
-        "data.color_jitter=false", "dataloader.batch_size=4", "dataloader.num_workers=0", "solver.max_iter=200",
-        "solver.warmup_iters=0", "test.eval_period=0", "test.vis_images=0",
-    ]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "train.py"), "--config",
-         str(REPO / "examples" / "configs" / "efficientps_synthetic.yaml"), "--output-dir", str(out), *overrides],
-        capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics, _, _ = overfit_run(
+        "efficientps_synthetic", SyntheticConfig(train=4, val=0, seed=0),
+        "solver.max_iter=200", "solver.warmup_iters=0",
+    )
     assert metrics["All"]["pq"] >= 0.8, metrics

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,6 @@ from panoptic_core.data import (
     Normalize,
     PanopticCollate,
     SyntheticConfig,
-    write_synthetic_dataset,
 )
 from panoptic_core.data import synthetic_categories as synthetic_category_list
 from panoptic_core.losses import (
@@ -396,28 +393,16 @@ def test_oracle_script_on_real_coco_sample(oracle_script):
 
 
 @pytest.mark.slow
-def test_overfits_four_synthetic_images(tmp_path):
+def test_overfits_four_synthetic_images(overfit_run):
     """PQ >= 0.8 on 4 training images (96 x 128) after 200 Adam steps (measured: PQ 0.857, 102 user-CPU seconds).
 
     Runs ``examples/train.py`` as a user would (its own process), without augmentation,
     evaluating on the training images themselves.
     """
-    import subprocess
-
-    root = write_synthetic_dataset(tmp_path / "ds", SyntheticConfig(train=4, val=0, seed=11, height=96, width=128))
-    out = tmp_path / "run"
-    overrides = [
-        f"data.root={root}", "data.val_split=train", "data.short_edge=null", "data.crop=null", "data.flip=false",
-        "data.color_jitter=false", "dataloader.batch_size=4", "dataloader.num_workers=0", "solver.max_iter=200",
-        "solver.base_lr=0.003", "solver.warmup_iters=0", "test.eval_period=0", "test.vis_images=0",
-    ]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "train.py"), "--config",
-         str(REPO / "examples" / "configs" / "einet_synthetic.yaml"), "--output-dir", str(out), *overrides],
-        capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics, _, _ = overfit_run(
+        "einet_synthetic", SyntheticConfig(train=4, val=0, seed=11, height=96, width=128),
+        "solver.max_iter=200", "solver.base_lr=0.003", "solver.warmup_iters=0",
+    )
     assert metrics["All"]["pq"] >= 0.8, metrics["All"]
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from model_tester import ModelTester
 
-from panoptic_core.data import Categories, CocoPanopticDataset
+from panoptic_core.data import Categories, CocoPanopticDataset, SyntheticConfig
 from panoptic_core.data import synthetic_categories as synthetic_category_list
 from panoptic_core.losses import bootstrapped_cross_entropy
 from panoptic_eval import PanopticQuality
@@ -265,7 +265,7 @@ def test_from_label_map():
 
 
 @pytest.mark.slow
-def test_overfits_four_synthetic_images(tmp_path):
+def test_overfits_four_synthetic_images(overfit_run):
     """Done-when of issue 10: PQ >= 0.8 on 4 training images after a few CPU minutes of Adam.
 
     Runs ``examples/train.py`` as a user would (its own process: it sets up the CPU threads
@@ -273,26 +273,8 @@ def test_overfits_four_synthetic_images(tmp_path):
     training images themselves: 4 images of 96 x 128, 250 Adam steps (PQ 0.848, ~125 CPU-s on one
     thread; the earlier 128 x 160 x 600-step recipe took ~460 s for the same verdict).
     """
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from panoptic_core.data import SyntheticConfig, write_synthetic_dataset
-
-    root = write_synthetic_dataset(tmp_path / "ds", SyntheticConfig(train=4, val=0, seed=11, height=96, width=128))
-    repo = Path(__file__).resolve().parents[2]
-    out = tmp_path / "run"
-    overrides = [
-        f"data.root={root}", "data.val_split=train", "data.short_edge=null", "data.crop=null", "data.flip=false",
-        "data.color_jitter=false", "dataloader.batch_size=4", "dataloader.num_workers=0", "solver.max_iter=250",
-        "solver.base_lr=0.003", "solver.warmup_iters=0", "test.eval_period=0", "test.vis_images=0",
-    ]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, str(repo / "examples" / "train.py"), "--config",
-         str(repo / "examples" / "configs" / "panoptic_deeplab_synthetic.yaml"), "--output-dir", str(out), *overrides],
-        capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics, _, _ = overfit_run(
+        "panoptic_deeplab_synthetic", SyntheticConfig(train=4, val=0, seed=11, height=96, width=128),
+        "solver.max_iter=250", "solver.base_lr=0.003", "solver.warmup_iters=0",
+    )
     assert metrics["All"]["pq"] >= 0.8, metrics

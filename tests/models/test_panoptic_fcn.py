@@ -3,9 +3,6 @@ dvlab-research/PanopticFCN ``panoptic_seg.py`` / ``loss.py`` / ``head.py``), the
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from model_tester import ModelTester
 
-from panoptic_core.data import Categories, CocoPanopticDataset, SyntheticConfig, write_synthetic_dataset
+from panoptic_core.data import Categories, CocoPanopticDataset, SyntheticConfig
 from panoptic_core.data import synthetic_categories as synthetic_category_list
 from panoptic_models import BackboneConfig, PanopticFCNConfig, build_model
 from panoptic_models.heads.panoptic_fcn import KernelHead
@@ -537,7 +534,7 @@ def gt_position_pq(model, dataset) -> dict:
 
 
 @pytest.mark.slow
-def test_overfits_four_synthetic_images(tmp_path):
+def test_overfits_four_synthetic_images(overfit_run):
     """PQ >= 0.8 on 4 training images, ``examples/train.py`` in its own process (as Panoptic-DeepLab's):
     the synthetic config's Adam 0.002 with 20 warmup iterations, 300 iterations of batch 4 (PQ 0.832,
     about 250 CPU seconds on the loaded 2-core machine).
@@ -547,20 +544,10 @@ def test_overfits_four_synthetic_images(tmp_path):
     """
     from panoptic_core.data import Normalize
 
-    root = write_synthetic_dataset(tmp_path / "ds", SyntheticConfig(train=4, val=0, seed=6))
-    out = tmp_path / "run"
-    overrides = [
-        f"data.root={root}", "data.val_split=train", "data.short_edge=null", "data.crop=null", "data.flip=false",
-        "data.color_jitter=false", "dataloader.batch_size=4", "dataloader.num_workers=0", "test.eval_period=0",
-        "test.vis_images=0", "solver.max_iter=300",
-    ]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "train.py"), "--config",
-         str(REPO / "examples" / "configs" / "panoptic_fcn_synthetic.yaml"), "--output-dir", str(out), *overrides],
-        capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics, out, root = overfit_run(
+        "panoptic_fcn_synthetic", SyntheticConfig(train=4, val=0, seed=6),
+        "solver.max_iter=300",
+    )
     assert metrics["All"]["pq"] >= 0.8, metrics
     ds = CocoPanopticDataset.from_root(root, "train", transforms=Normalize())
     model = build_model(PanopticFCNConfig.synthetic(), ds.categories).eval()
